@@ -1,0 +1,3 @@
+module github.com/nhiwatch/nhiwatch/cmd/nhiwatch
+
+go 1.26

@@ -1,0 +1,54 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nhiwatch/nhiwatch/pkg/platform/config"
+)
+
+type inner struct {
+	URL     string        `yaml:"url" env:"URL"`
+	Timeout time.Duration `yaml:"timeout" env:"TIMEOUT"`
+}
+
+type sample struct {
+	Name  string   `yaml:"name" env:"NAME"`
+	NATS  inner    `yaml:"nats" envPrefix:"NATS_"`
+	Tags  []string `yaml:"tags"`
+	Count int      `yaml:"count"`
+}
+
+func TestLoadLayersDefaultsFileAndEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("name: file\nnats:\n  timeout: 5s\ntags: [a, b]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NHIWATCH_NATS_URL", "nats://env:4222")
+	got := sample{Name: "default", NATS: inner{URL: "nats://default", Timeout: time.Second}, Count: 3}
+	if err := config.Load(path, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := sample{Name: "file", NATS: inner{URL: "nats://env:4222", Timeout: 5 * time.Second}, Tags: []string{"a", "b"}, Count: 3}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecodeRefusesUnknownKeys(t *testing.T) {
+	var s sample
+	if err := config.Decode([]byte("nmae: typo\n"), &s); err == nil {
+		t.Error("unknown key accepted")
+	}
+}
+
+func TestEnvWrongType(t *testing.T) {
+	var s sample
+	if err := config.ApplyEnv(&s, []string{"NHIWATCH_NATS_TIMEOUT=soon"}); err == nil {
+		t.Error("bad duration accepted")
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/nhiwatch/nhiwatch/services/detect
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/nhiwatch/nhiwatch/services/normalize
+
+go 1.26
