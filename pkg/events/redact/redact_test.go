@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/nhiwatch/nhiwatch/pkg/events/jsonenc"
 	"github.com/nhiwatch/nhiwatch/pkg/events/redact"
 )
 
@@ -29,7 +30,7 @@ func redactJSON(t *testing.T, in string) string {
 		t.Fatalf("parse: %v", err)
 	}
 	redact.Value(v, nil)
-	return string(v.MarshalTo(nil))
+	return string(jsonenc.Append(nil, v))
 }
 
 func TestValueRemovesPlantedSecrets(t *testing.T) {
@@ -99,7 +100,7 @@ func TestValueLeavesOrdinaryRecordsAlone(t *testing.T) {
 	in := `{"eventName":"ListBuckets","userIdentity":{"accessKeyId":"AKIAIOSFODNN7EXAMPLE","type":"IAMUser"},"tokenType":"x","sourceIPAddress":"1.2.3.4"}`
 	v := fastjson.MustParse(in)
 	if redact.Value(v, nil) {
-		t.Errorf("changed an ordinary record: %s", v.MarshalTo(nil))
+		t.Errorf("changed an ordinary record: %s", jsonenc.Append(nil, v))
 	}
 }
 

@@ -121,4 +121,3 @@ func generate(protoDir string, names []string) (map[string][]byte, error) {
 	}
 	return out, nil
 }
-

@@ -1,0 +1,268 @@
+// Package ingest reads audit logs from the sources an operator configures and publishes their
+// records, secrets removed, to NHI_RAW. Each source keeps a durable cursor in the NHI_CURSORS
+// KV bucket and moves it only after JetStream acknowledged the records before it; a re-read
+// publishes the same Nats-Msg-Id, so nothing is duplicated. When JetStream is slow or full,
+// a source waits: it never drops.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/files"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+)
+
+// FilesConfig configures a "files" source.
+type FilesConfig = files.Config
+
+// DefaultFilesConfig returns the defaults of a files source.
+func DefaultFilesConfig() FilesConfig { return files.DefaultConfig() }
+
+// SourceConfig is one named source.
+type SourceConfig struct {
+	// Name identifies the source in record ids, cursors, metrics and the Nhi-Source header.
+	// Renaming a source makes it start over.
+	Name string `yaml:"name"`
+	// Type is the kind of source: "files".
+	Type string `yaml:"type"`
+	// Provider is aws, gcp or k8s.
+	Provider string `yaml:"provider"`
+	// Format is how normalize reads the records: cloudtrail, gcp, k8s or auto (default: the
+	// provider's format).
+	Format string `yaml:"format"`
+	// Cluster names the Kubernetes cluster of a k8s source.
+	Cluster string `yaml:"cluster"`
+
+	Files *FilesConfig `yaml:"files"`
+}
+
+// Config configures the ingest service.
+type Config struct {
+	Sources []SourceConfig `yaml:"sources"`
+	// MaxContainerBytes bounds a file or object after decompression.
+	MaxContainerBytes int64 `yaml:"max_container_bytes" env:"MAX_CONTAINER_BYTES"`
+	// MaxRecordBytes bounds one record; larger ones are dead-lettered.
+	MaxRecordBytes int `yaml:"max_record_bytes" env:"MAX_RECORD_BYTES"`
+	// MaxBatchRecords bounds the records of one NHI_RAW message.
+	MaxBatchRecords int `yaml:"max_batch_records" env:"MAX_BATCH_RECORDS"`
+	// RetryBackoff is the first wait before a failed source is restarted; it doubles up
+	// to MaxRetryBackoff.
+	RetryBackoff    time.Duration `yaml:"retry_backoff" env:"RETRY_BACKOFF"`
+	MaxRetryBackoff time.Duration `yaml:"max_retry_backoff" env:"MAX_RETRY_BACKOFF"`
+}
+
+// DefaultConfig returns a configuration with no sources.
+func DefaultConfig() Config {
+	lim := split.DefaultLimits()
+	return Config{
+		MaxContainerBytes: lim.MaxContainerBytes,
+		MaxRecordBytes:    lim.MaxRecordBytes,
+		MaxBatchRecords:   500,
+		RetryBackoff:      time.Second,
+		MaxRetryBackoff:   time.Minute,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if c.MaxContainerBytes <= 0 || c.MaxRecordBytes <= 0 || c.MaxBatchRecords <= 0 {
+		return errors.New("ingest: size limits must be positive")
+	}
+	if c.MaxRecordBytes > events.MaxMessageBytes {
+		return fmt.Errorf("ingest: max_record_bytes must be at most %d", events.MaxMessageBytes)
+	}
+	if c.RetryBackoff <= 0 || c.MaxRetryBackoff < c.RetryBackoff {
+		return errors.New("ingest: retry_backoff must be positive and at most max_retry_backoff")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sources {
+		if s.Name == "" {
+			return fmt.Errorf("ingest: source %d has no name", i)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("ingest: two sources are named %q", s.Name)
+		}
+		names[s.Name] = true
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("ingest: source %q: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func (s SourceConfig) validate() error {
+	p, err := events.ParseProvider(s.Provider)
+	if err != nil {
+		return err
+	}
+	switch s.format(p) {
+	case "cloudtrail", "gcp", "k8s", "auto":
+	default:
+		return fmt.Errorf("format %q: want cloudtrail, gcp, k8s or auto", s.Format)
+	}
+	if p == events.Provider_PROVIDER_K8S && s.Cluster == "" {
+		return errors.New("a k8s source needs a cluster name")
+	}
+	switch s.Type {
+	case "files":
+		if s.Files == nil {
+			return errors.New("type files needs a files section")
+		}
+		return s.Files.WithDefaults().Validate()
+	case "":
+		return errors.New("type is required")
+	default:
+		return fmt.Errorf("unknown type %q", s.Type)
+	}
+}
+
+func (s SourceConfig) format(p events.Provider) string {
+	if s.Format != "" {
+		return s.Format
+	}
+	switch p {
+	case events.Provider_PROVIDER_AWS:
+		return "cloudtrail"
+	case events.Provider_PROVIDER_GCP:
+		return "gcp"
+	case events.Provider_PROVIDER_K8S:
+		return "k8s"
+	}
+	return "auto"
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	Logger *slog.Logger
+	Meter  metric.Meter
+	// JS is a JetStream context created with a bounded PublishAsyncMaxPending.
+	JS      jetstream.JetStream
+	Streams streams.Config
+}
+
+// Service runs the configured sources.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	pub     *streams.Publisher
+	metrics *sink.Metrics
+	done    chan struct{}
+}
+
+// New checks the configuration and dependencies and returns a Service.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Logger == nil:
+		return nil, errors.New("ingest: logger is required")
+	case deps.Meter == nil:
+		return nil, errors.New("ingest: meter is required")
+	case deps.JS == nil:
+		return nil, errors.New("ingest: jetstream is required")
+	}
+	m, err := sink.NewMetrics(deps.Meter)
+	if err != nil {
+		return nil, fmt.Errorf("ingest metrics: %w", err)
+	}
+	return &Service{cfg: cfg, deps: deps, pub: streams.NewPublisher(deps.JS), metrics: m, done: make(chan struct{})}, nil
+}
+
+// runner is a started source.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// Run runs every source until ctx ends. A source that fails is restarted with back-off; one
+// that finishes (a files source without watch) stays finished. When every source has
+// finished, Done is closed and Run keeps waiting for ctx.
+func (s *Service) Run(ctx context.Context) error {
+	if err := streams.Ensure(ctx, s.deps.JS, s.deps.Streams); err != nil {
+		return err
+	}
+	kv, err := streams.EnsureBucket(ctx, s.deps.JS, s.deps.Streams, events.BucketCursors, "ingest source cursors", 1)
+	if err != nil {
+		return err
+	}
+	runners := make([]runner, 0, len(s.cfg.Sources))
+	names := make([]string, 0, len(s.cfg.Sources))
+	for _, sc := range s.cfg.Sources {
+		r, err := s.build(sc, kv)
+		if err != nil {
+			return fmt.Errorf("ingest: source %q: %w", sc.Name, err)
+		}
+		runners = append(runners, r)
+		names = append(names, sc.Name)
+	}
+	var wg sync.WaitGroup
+	for i, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.supervise(ctx, names[i], r)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(s.done)
+	}()
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// Done is closed once every source has finished (only finite sources ever do).
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// supervise runs a source, restarting it with back-off after an error.
+func (s *Service) supervise(ctx context.Context, name string, r runner) {
+	wait := s.cfg.RetryBackoff
+	for {
+		err := r.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			s.deps.Logger.Info("source finished", "source", name)
+			return
+		}
+		s.deps.Logger.Error("source failed, restarting", "source", name, "error", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.cfg.MaxRetryBackoff)
+	}
+}
+
+func (s *Service) build(sc SourceConfig, kv jetstream.KeyValue) (runner, error) {
+	p, _ := events.ParseProvider(sc.Provider)
+	sk := sink.New(sink.Options{
+		Source:          sc.Name,
+		Provider:        p,
+		Format:          sc.format(p),
+		Cluster:         sc.Cluster,
+		MaxBatchRecords: s.cfg.MaxBatchRecords,
+	}, s.pub, s.metrics)
+	lim := split.Limits{MaxContainerBytes: s.cfg.MaxContainerBytes, MaxRecordBytes: s.cfg.MaxRecordBytes}
+	log := s.deps.Logger.With("source", sc.Name)
+	switch sc.Type {
+	case "files":
+		return files.New(*sc.Files, sk, cursor.New(kv, sc.Name), lim, log)
+	}
+	return nil, fmt.Errorf("unknown type %q", sc.Type)
+}

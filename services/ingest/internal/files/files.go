@@ -1,0 +1,268 @@
+// Package files reads audit logs from files and directories: CloudTrail delivery files
+// (.json.gz), JSON documents and arrays, JSON Lines, Kubernetes audit logs and EventLists,
+// GCP log exports. Each file's progress is a cursor (records done, size and modification
+// time), so a restart resumes where the last acknowledged batch ended.
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+)
+
+// Config configures a files source.
+type Config struct {
+	// Paths are files or directories (read recursively).
+	Paths []string `yaml:"paths"`
+	// Include are glob patterns matched against file names; a file matching none is skipped.
+	Include []string `yaml:"include"`
+	// Watch keeps polling for new and grown files instead of stopping after one pass.
+	Watch bool `yaml:"watch"`
+	// PollInterval is how often a watching source looks for new files.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// ChunkRecords is how many records are acknowledged between cursor saves.
+	ChunkRecords int `yaml:"chunk_records"`
+}
+
+// DefaultConfig reads the usual audit-log file names once.
+func DefaultConfig() Config {
+	return Config{
+		Include:      []string{"*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz", "*.ndjson", "*.log", "*.log.gz", "*.gz"},
+		PollInterval: 5 * time.Second,
+		ChunkRecords: 2000,
+	}
+}
+
+// WithDefaults fills the settings a configuration file left out.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.Include == nil {
+		c.Include = d.Include
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = d.PollInterval
+	}
+	if c.ChunkRecords == 0 {
+		c.ChunkRecords = d.ChunkRecords
+	}
+	return c
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if len(c.Paths) == 0 {
+		return errors.New("files: at least one path is required")
+	}
+	for _, p := range c.Include {
+		if _, err := filepath.Match(p, "x"); err != nil {
+			return fmt.Errorf("files: include pattern %q: %w", p, err)
+		}
+	}
+	if c.Watch && c.PollInterval <= 0 {
+		return errors.New("files: poll_interval must be positive when watching")
+	}
+	if c.ChunkRecords <= 0 {
+		return errors.New("files: chunk_records must be positive")
+	}
+	return nil
+}
+
+// Source reads files into a sink.
+type Source struct {
+	cfg     Config
+	sink    *sink.Sink
+	cursors *cursor.Store
+	limits  split.Limits
+	log     *slog.Logger
+}
+
+// New returns a files source.
+func New(cfg Config, s *sink.Sink, cursors *cursor.Store, limits split.Limits, log *slog.Logger) (*Source, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Source{cfg: cfg, sink: s, cursors: cursors, limits: limits, log: log}, nil
+}
+
+// state is a file's cursor.
+type state struct {
+	Size     int64 `json:"size"`
+	ModTime  int64 `json:"mtime_unix_nano"`
+	Next     int   `json:"next_index"`
+	Complete bool  `json:"complete"`
+}
+
+// Run reads every matching file once, or keeps watching when configured.
+func (s *Source) Run(ctx context.Context) error {
+	for {
+		if err := s.pass(ctx); err != nil {
+			return err
+		}
+		if !s.cfg.Watch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.cfg.PollInterval):
+		}
+	}
+}
+
+// pass reads every file that is new or changed since its cursor.
+func (s *Source) pass(ctx context.Context) error {
+	paths, err := s.list()
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := s.file(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// list returns the matching files under the configured paths, sorted.
+func (s *Source) list() ([]string, error) {
+	var out []string
+	for _, root := range s.cfg.Paths {
+		info, err := os.Stat(root)
+		if err != nil {
+			return nil, fmt.Errorf("files: %w", err)
+		}
+		if !info.IsDir() {
+			out = append(out, filepath.Clean(root))
+			continue
+		}
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if path != root && strings.HasPrefix(d.Name(), ".") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.Type().IsRegular() && s.included(d.Name()) {
+				out = append(out, filepath.Clean(path))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("files: walk %s: %w", root, err)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (s *Source) included(name string) bool {
+	if len(s.cfg.Include) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.Include {
+		if ok, _ := filepath.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// file reads one file from its cursor on. Read and publish failures return an error (the
+// caller retries); a broken file is dead-lettered and marked done until it changes.
+func (s *Source) file(ctx context.Context, path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("files: %w", err)
+	}
+	var st state
+	if _, err := s.cursors.Load(ctx, path, &st); err != nil {
+		return err
+	}
+	if st.Size != info.Size() || st.ModTime != info.ModTime().UnixNano() {
+		st = state{Size: info.Size(), ModTime: info.ModTime().UnixNano()}
+	}
+	if st.Complete {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("files: %w", err)
+	}
+	data, err := split.ReadAll(f, s.limits)
+	f.Close()
+	if err != nil {
+		return s.broken(ctx, path, st, err)
+	}
+	pos := "file:" + path
+	batch := s.sink.NewBatch(pos)
+	chunk := 0
+	flush := func(next int) error {
+		if err := batch.Publish(ctx); err != nil {
+			return err
+		}
+		st.Next = next
+		chunk = 0
+		return s.cursors.Save(ctx, path, st)
+	}
+	emit := func(r split.Record) error {
+		if r.Index < st.Next {
+			return nil
+		}
+		if err := batch.Add(sink.Record{Position: pos + "#" + strconv.Itoa(r.Index), Data: r.Data}); err != nil {
+			return err
+		}
+		chunk++
+		if chunk >= s.cfg.ChunkRecords {
+			return flush(r.Index + 1)
+		}
+		return nil
+	}
+	reject := func(r split.Rejected) error {
+		if r.Index < st.Next {
+			return nil
+		}
+		return s.sink.Reject(ctx, pos+"#"+strconv.Itoa(r.Index), r.Data, r.Reason)
+	}
+	splitter := split.New(s.limits)
+	if err := splitter.Split(data, emit, reject); err != nil {
+		if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+			return s.broken(ctx, path, st, err)
+		}
+		return err
+	}
+	if err := batch.Publish(ctx); err != nil {
+		return err
+	}
+	st.Complete = true
+	s.log.Debug("file read", "source", s.sink.Source(), "path", path)
+	return s.cursors.Save(ctx, path, st)
+}
+
+// broken dead-letters a file that cannot be read and marks it done until it changes.
+func (s *Source) broken(ctx context.Context, path string, st state, reason error) error {
+	s.log.Warn("skipping unreadable file", "source", s.sink.Source(), "path", path, "error", reason)
+	if err := s.sink.Reject(ctx, "file:"+path, nil, reason); err != nil {
+		return err
+	}
+	st.Complete = true
+	return s.cursors.Save(ctx, path, st)
+}

@@ -1,0 +1,258 @@
+// Package split reads an audit-log container — a CloudTrail delivery file, a JSON array, JSON
+// Lines, a Kubernetes EventList, a LookupEvents page, gzipped or not — and cuts it into
+// records, with the secret values removed (package redact) before a record leaves ingest.
+package split
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/nhiwatch/nhiwatch/pkg/events/jsonenc"
+	"github.com/nhiwatch/nhiwatch/pkg/events/redact"
+)
+
+// Errors a caller can branch on. A container error means the whole container is unreadable
+// (report it and skip it); a record error rejects one record.
+var (
+	ErrTooLarge  = errors.New("too large")
+	ErrMalformed = errors.New("malformed")
+	ErrNotJSON   = errors.New("not JSON")
+)
+
+// Limits bound what a hostile or broken container can make ingest do.
+type Limits struct {
+	// MaxContainerBytes bounds a container after decompression (gzip bombs stop here).
+	MaxContainerBytes int64
+	// MaxRecordBytes bounds one record.
+	MaxRecordBytes int
+}
+
+// DefaultLimits suits CloudTrail delivery files (tens of MB) and Kubernetes audit batches.
+func DefaultLimits() Limits {
+	return Limits{MaxContainerBytes: 512 << 20, MaxRecordBytes: 800 << 10}
+}
+
+// Record is one record cut from a container. Data is redacted JSON owned by the callee only
+// for the duration of the callback.
+type Record struct {
+	// Index is the record's position in its container, stable for the same content.
+	Index int
+	Data  []byte
+}
+
+// Rejected is a record that cannot be read. Data is redacted as text and may be cut short.
+type Rejected struct {
+	Index  int
+	Data   []byte
+	Reason error
+}
+
+// maxRejectedBytes bounds the copy of a rejected record kept for the dead-letter stream.
+const maxRejectedBytes = 64 << 10
+
+// ReadAll reads a container, decompressing gzip (detected by its magic bytes), and fails
+// with ErrTooLarge past the limit.
+func ReadAll(r io.Reader, lim Limits) ([]byte, error) {
+	br := bufio.NewReader(r)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		src = zr
+	}
+	data, err := io.ReadAll(io.LimitReader(src, lim.MaxContainerBytes+1))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: truncated gzip stream", ErrMalformed)
+		}
+		return nil, fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
+	}
+	if int64(len(data)) > lim.MaxContainerBytes {
+		return nil, fmt.Errorf("%w: container exceeds %d bytes", ErrTooLarge, lim.MaxContainerBytes)
+	}
+	return data, nil
+}
+
+// Splitter cuts containers into records. It reuses its parser and buffers, so it is not safe
+// for concurrent use; use one per goroutine.
+type Splitter struct {
+	lim    Limits
+	parser fastjson.Parser
+	line   fastjson.Parser
+	arena  fastjson.Arena
+	buf    []byte
+}
+
+// New returns a Splitter with the given limits.
+func New(lim Limits) *Splitter { return &Splitter{lim: lim} }
+
+// Split cuts data into records and calls emit for each readable one and reject for each
+// unreadable one, in container order. It returns a container error when data is not a
+// container at all, and the first error emit or reject returns.
+func (s *Splitter) Split(data []byte, emit func(Record) error, reject func(Rejected) error) error {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if utf8.Valid(trimmed) {
+		if v, err := s.parser.ParseBytes(trimmed); err == nil {
+			next := 0
+			return s.expand(v, &next, emit, reject)
+		}
+	}
+	return s.lines(data, emit, reject)
+}
+
+// lines reads data as JSON Lines: one record (or container) per line.
+func (s *Splitter) lines(data []byte, emit func(Record) error, reject func(Rejected) error) error {
+	next, good, bad := 0, 0, 0
+	var firstErr error
+	var rejects []Rejected
+	for len(data) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var reason error
+		switch {
+		case len(line) > s.lim.MaxRecordBytes:
+			reason = fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(line), s.lim.MaxRecordBytes)
+		case !utf8.Valid(line):
+			reason = fmt.Errorf("%w: record is not valid UTF-8", ErrMalformed)
+		}
+		if reason == nil {
+			v, err := s.line.ParseBytes(line)
+			if err != nil {
+				reason = fmt.Errorf("%w: record is not valid JSON", ErrMalformed)
+			} else {
+				good++
+				if err := s.expand(v, &next, emit, reject); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		bad++
+		if firstErr == nil {
+			firstErr = reason
+		}
+		// Rejects are held until we know the container is JSON Lines at all.
+		rejects = append(rejects, Rejected{Index: next, Data: redactedCopy(line), Reason: reason})
+		next++
+		if good == 0 && bad >= 3 {
+			break
+		}
+	}
+	if good == 0 && bad > 0 {
+		return fmt.Errorf("%w: container is neither a JSON document nor JSON Lines (%v)", ErrNotJSON, firstErr)
+	}
+	for _, r := range rejects {
+		if err := reject(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expand emits v, or the records inside v when it is a container.
+func (s *Splitter) expand(v *fastjson.Value, next *int, emit func(Record) error, reject func(Rejected) error) error {
+	switch v.Type() {
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		for _, item := range items {
+			if err := s.one(item, next, emit, reject); err != nil {
+				return err
+			}
+		}
+		return nil
+	case fastjson.TypeObject:
+		if items := containerItems(v); items != nil {
+			for _, item := range items {
+				if err := s.one(item, next, emit, reject); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return s.one(v, next, emit, reject)
+	default:
+		return fmt.Errorf("%w: top level is a %s, not an object or array", ErrNotJSON, v.Type())
+	}
+}
+
+// containerItems returns the records of a known container object, or nil when v is a record.
+func containerItems(v *fastjson.Value) []*fastjson.Value {
+	// CloudTrail delivery file: {"Records":[…]}.
+	if r := v.Get("Records"); r != nil && r.Type() == fastjson.TypeArray {
+		return arrayOrEmpty(r)
+	}
+	// Kubernetes audit EventList.
+	if string(v.GetStringBytes("kind")) == "EventList" {
+		return arrayOrEmpty(v.Get("items"))
+	}
+	// CloudTrail LookupEvents page: {"Events":[{"CloudTrailEvent":"…"}], "NextToken":…}.
+	if e := v.Get("Events"); e != nil && e.Type() == fastjson.TypeArray {
+		return arrayOrEmpty(e)
+	}
+	// GCP entries.list response: {"entries":[LogEntry…]}.
+	if e := v.Get("entries"); e != nil && e.Type() == fastjson.TypeArray && v.Get("protoPayload") == nil {
+		return arrayOrEmpty(e)
+	}
+	return nil
+}
+
+// arrayOrEmpty returns v's items, never nil: a container with no records is still a container.
+func arrayOrEmpty(v *fastjson.Value) []*fastjson.Value {
+	if v == nil {
+		return []*fastjson.Value{}
+	}
+	items, err := v.Array()
+	if err != nil || items == nil {
+		return []*fastjson.Value{}
+	}
+	return items
+}
+
+// one redacts and emits a single record.
+func (s *Splitter) one(v *fastjson.Value, next *int, emit func(Record) error, reject func(Rejected) error) error {
+	idx := *next
+	*next++
+	if v.Type() != fastjson.TypeObject {
+		return reject(Rejected{Index: idx, Reason: fmt.Errorf("%w: record is a %s, not an object", ErrMalformed, v.Type())})
+	}
+	s.arena.Reset()
+	redact.Value(v, &s.arena)
+	s.buf = jsonenc.Append(s.buf[:0], v)
+	if len(s.buf) > s.lim.MaxRecordBytes {
+		return reject(Rejected{Index: idx, Data: truncate(s.buf), Reason: fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(s.buf), s.lim.MaxRecordBytes)})
+	}
+	return emit(Record{Index: idx, Data: s.buf})
+}
+
+func redactedCopy(b []byte) []byte {
+	return redact.Text(truncate(b))
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > maxRejectedBytes {
+		b = b[:maxRejectedBytes]
+	}
+	return append([]byte(nil), b...)
+}

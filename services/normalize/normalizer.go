@@ -1,0 +1,119 @@
+package normalize
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/pkg/events/redact"
+	"github.com/nhiwatch/nhiwatch/services/normalize/internal/cloudtrail"
+	"github.com/nhiwatch/nhiwatch/services/normalize/internal/record"
+)
+
+// Input is one raw record and what its source said about it.
+type Input = record.Input
+
+// Errors Normalize returns, for callers to branch on with errors.Is.
+var (
+	ErrMalformed    = record.ErrMalformed
+	ErrMissingField = record.ErrMissingField
+	ErrUnsupported  = record.ErrUnsupported
+	// ErrSkipped marks a valid record that deliberately yields no event; it is counted,
+	// not dead-lettered.
+	ErrSkipped = record.ErrSkipped
+	// ErrTooLarge marks a record over the size limit.
+	ErrTooLarge = errors.New("record too large")
+)
+
+// MaxRecordBytes bounds one record.
+const MaxRecordBytes = 1 << 20
+
+// Normalizer turns raw records into events. It reuses its parsers and is not safe for
+// concurrent use: use one per goroutine.
+type Normalizer struct {
+	outer fastjson.Parser
+	inner fastjson.Parser
+	arena fastjson.Arena
+}
+
+// NewNormalizer returns a Normalizer.
+func NewNormalizer() *Normalizer { return &Normalizer{} }
+
+// Normalize turns one record into an event, or returns an error that names the problem
+// without quoting the record.
+func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
+	if len(in.Data) > MaxRecordBytes {
+		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrTooLarge, len(in.Data), MaxRecordBytes)
+	}
+	if !utf8.Valid(in.Data) {
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrMalformed)
+	}
+	v, err := n.outer.ParseBytes(in.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not valid JSON or nested too deeply", ErrMalformed)
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, fmt.Errorf("%w: record is a JSON %s, not an object", ErrMalformed, v.Type())
+	}
+	format := in.Format
+	if format == "" || format == "auto" {
+		format = detect(v)
+	}
+	switch format {
+	case "cloudtrail":
+		v, err = n.unwrapCloudTrail(v)
+		if err != nil {
+			return nil, err
+		}
+		n.arena.Reset()
+		redact.Value(v, &n.arena)
+		return cloudtrail.Parse(v, in)
+	case "gcp", "k8s":
+		return nil, fmt.Errorf("%w: %s records are not normalized yet", ErrUnsupported, format)
+	default:
+		return nil, fmt.Errorf("%w: cannot tell which provider wrote the record", ErrUnsupported)
+	}
+}
+
+// detect guesses a record's format from the fields each provider always writes.
+func detect(v *fastjson.Value) string {
+	switch {
+	case v.Exists("eventVersion") && v.Exists("eventSource"),
+		v.Exists("CloudTrailEvent"),
+		v.Exists("detail", "eventSource"):
+		return "cloudtrail"
+	case v.Exists("protoPayload"), v.Exists("logName") && v.Exists("insertId"),
+		string(v.GetStringBytes("@type")) == "type.googleapis.com/google.cloud.audit.AuditLog":
+		return "gcp"
+	case v.Exists("auditID"), v.Exists("verb") && v.Exists("requestURI"),
+		string(v.GetStringBytes("kind")) == "Event" && v.Exists("stage"):
+		return "k8s"
+	}
+	return ""
+}
+
+// unwrapCloudTrail returns the CloudTrail record inside a LookupEvents result (a JSON string
+// in CloudTrailEvent) or an EventBridge envelope (detail), or v itself.
+func (n *Normalizer) unwrapCloudTrail(v *fastjson.Value) (*fastjson.Value, error) {
+	if inner := v.Get("CloudTrailEvent"); inner != nil {
+		s, err := inner.StringBytes()
+		if err != nil {
+			return nil, fmt.Errorf("%w: CloudTrailEvent is not a string", ErrMalformed)
+		}
+		iv, err := n.inner.ParseBytes(s)
+		if err != nil || iv.Type() != fastjson.TypeObject {
+			return nil, fmt.Errorf("%w: CloudTrailEvent does not hold a JSON object", ErrMalformed)
+		}
+		return iv, nil
+	}
+	if d := v.Get("detail"); d != nil && v.Exists("detail-type") {
+		if d.Type() != fastjson.TypeObject {
+			return nil, fmt.Errorf("%w: EventBridge detail is not an object", ErrMalformed)
+		}
+		return d, nil
+	}
+	return v, nil
+}
