@@ -8,8 +8,6 @@ import (
 	"io"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/ingest"
 	"github.com/nhiwatch/nhiwatch/services/normalize"
@@ -37,7 +35,6 @@ func normalizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	n := normalize.NewNormalizer()
-	enc := protojson.MarshalOptions{UseProtoNames: true}
 	now := time.Now()
 	for _, path := range fs.Args() {
 		if ctx.Err() != nil {
@@ -58,7 +55,7 @@ func normalizeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					fmt.Fprintf(stderr, "%s#%d: %v\n", path, index, err)
 					return nil
 				}
-				b, err := enc.Marshal(ev)
+				b, err := normalize.EventJSON(ev)
 				if err != nil {
 					return err
 				}

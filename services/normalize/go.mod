@@ -2,7 +2,10 @@ module github.com/nhiwatch/nhiwatch/services/normalize
 
 go 1.26.0
 
-require github.com/nhiwatch/nhiwatch/pkg/events v0.0.0
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/nhiwatch/nhiwatch/pkg/events v0.0.0
+)
 
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect

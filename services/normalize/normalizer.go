@@ -8,7 +8,6 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
-	"github.com/nhiwatch/nhiwatch/pkg/events/redact"
 	"github.com/nhiwatch/nhiwatch/services/normalize/internal/cloudtrail"
 	"github.com/nhiwatch/nhiwatch/services/normalize/internal/record"
 )
@@ -31,12 +30,15 @@ var (
 // MaxRecordBytes bounds one record.
 const MaxRecordBytes = 1 << 20
 
+// maxDepth bounds how deeply a record may nest; fastjson itself stops at 300.
+const maxDepth = 64
+
 // Normalizer turns raw records into events. It reuses its parsers and is not safe for
 // concurrent use: use one per goroutine.
 type Normalizer struct {
 	outer fastjson.Parser
 	inner fastjson.Parser
-	arena fastjson.Arena
+	ct    cloudtrail.Parser
 }
 
 // NewNormalizer returns a Normalizer.
@@ -51,9 +53,12 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 	if !utf8.Valid(in.Data) {
 		return nil, fmt.Errorf("%w: not valid UTF-8", ErrMalformed)
 	}
+	if d := nesting(in.Data); d > maxDepth {
+		return nil, fmt.Errorf("%w: nested %d levels deep, more than %d", ErrMalformed, d, maxDepth)
+	}
 	v, err := n.outer.ParseBytes(in.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not valid JSON or nested too deeply", ErrMalformed)
+		return nil, fmt.Errorf("%w: not valid JSON", ErrMalformed)
 	}
 	if v.Type() != fastjson.TypeObject {
 		return nil, fmt.Errorf("%w: record is a JSON %s, not an object", ErrMalformed, v.Type())
@@ -62,34 +67,72 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 	if format == "" || format == "auto" {
 		format = detect(v)
 	}
+	var ev *events.Event
 	switch format {
 	case "cloudtrail":
-		v, err = n.unwrapCloudTrail(v)
-		if err != nil {
+		if v, err = n.unwrapCloudTrail(v); err != nil {
 			return nil, err
 		}
-		n.arena.Reset()
-		redact.Value(v, &n.arena)
-		return cloudtrail.Parse(v, in)
+		ev, err = n.ct.Parse(v, in)
 	case "gcp", "k8s":
 		return nil, fmt.Errorf("%w: %s records are not normalized yet", ErrUnsupported, format)
-	default:
+	case "":
 		return nil, fmt.Errorf("%w: cannot tell which provider wrote the record", ErrUnsupported)
+	default:
+		return nil, fmt.Errorf("%w: unknown format %.32q", ErrUnsupported, format)
 	}
+	if err != nil {
+		return nil, err
+	}
+	record.RedactEvent(ev)
+	return ev, nil
+}
+
+// nesting returns the deepest nesting of objects and arrays in data, outside strings.
+func nesting(data []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > deepest {
+				deepest = depth
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // detect guesses a record's format from the fields each provider always writes.
 func detect(v *fastjson.Value) string {
 	switch {
-	case v.Exists("eventVersion") && v.Exists("eventSource"),
+	case v.Exists("eventSource") && (v.Exists("eventName") || v.Exists("eventVersion") || v.Exists("userIdentity")),
+		v.Exists("eventVersion") && v.Exists("insightDetails"),
 		v.Exists("CloudTrailEvent"),
-		v.Exists("detail", "eventSource"):
+		v.Exists("detail", "eventSource"),
+		v.Exists("eventsource") && v.Exists("eventname"):
 		return "cloudtrail"
-	case v.Exists("protoPayload"), v.Exists("logName") && v.Exists("insertId"),
-		string(v.GetStringBytes("@type")) == "type.googleapis.com/google.cloud.audit.AuditLog":
+	case v.Exists("protoPayload"), v.Exists("protopayload"), v.Exists("logName") && v.Exists("insertId"),
+		string(v.GetStringBytes("@type")) == "type.googleapis.com/google.cloud.audit.AuditLog",
+		v.Exists("methodName") && (v.Exists("serviceName") || v.Exists("authenticationInfo")):
 		return "gcp"
-	case v.Exists("auditID"), v.Exists("verb") && v.Exists("requestURI"),
-		string(v.GetStringBytes("kind")) == "Event" && v.Exists("stage"):
+	case v.Exists("auditID"), v.Exists("verb") && (v.Exists("requestURI") || v.Exists("objectRef") || v.Exists("user")),
+		string(v.GetStringBytes("kind")) == "Event" && (v.Exists("stage") || v.Exists("objectRef") || v.Exists("user")),
+		v.Exists("properties", "log") && string(v.GetStringBytes("category")) == "kube-audit":
 		return "k8s"
 	}
 	return ""
@@ -101,17 +144,20 @@ func (n *Normalizer) unwrapCloudTrail(v *fastjson.Value) (*fastjson.Value, error
 	if inner := v.Get("CloudTrailEvent"); inner != nil {
 		s, err := inner.StringBytes()
 		if err != nil {
-			return nil, fmt.Errorf("%w: CloudTrailEvent is not a string", ErrMalformed)
+			return nil, fmt.Errorf("%w: LookupEvents CloudTrailEvent is a JSON %s, not a string", ErrMalformed, inner.Type())
+		}
+		if d := nesting(s); d > maxDepth {
+			return nil, fmt.Errorf("%w: CloudTrailEvent nested %d levels deep, more than %d", ErrMalformed, d, maxDepth)
 		}
 		iv, err := n.inner.ParseBytes(s)
 		if err != nil || iv.Type() != fastjson.TypeObject {
-			return nil, fmt.Errorf("%w: CloudTrailEvent does not hold a JSON object", ErrMalformed)
+			return nil, fmt.Errorf("%w: LookupEvents CloudTrailEvent does not hold a JSON object", ErrMalformed)
 		}
 		return iv, nil
 	}
-	if d := v.Get("detail"); d != nil && v.Exists("detail-type") {
+	if d := v.Get("detail"); d != nil && (v.Exists("detail-type") || v.Exists("source")) {
 		if d.Type() != fastjson.TypeObject {
-			return nil, fmt.Errorf("%w: EventBridge detail is not an object", ErrMalformed)
+			return nil, fmt.Errorf("%w: EventBridge detail is a JSON %s, not an object", ErrMalformed, d.Type())
 		}
 		return d, nil
 	}

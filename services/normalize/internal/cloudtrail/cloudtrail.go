@@ -1,6 +1,6 @@
 // Package cloudtrail turns one AWS CloudTrail record into an events.Event: who (identity,
 // credential, delegation), did what (action and the IAM permission exercised), to what, from
-// where, with what outcome.
+// where, with what outcome, and which grants it changed.
 package cloudtrail
 
 import (
@@ -13,281 +13,304 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/normalize/internal/record"
 )
 
+// Parser normalizes CloudTrail records. It reuses buffers between records and is not safe for
+// concurrent use.
+type Parser struct {
+	doc    fastjson.Parser // policy documents carried as strings inside records
+	extras record.Extras
+}
+
+// canon lists the keys CloudTrail records carry, for records whose keys were lower-cased.
+var canon = record.NewCanon(
+	"eventVersion", "eventID", "eventTime", "eventSource", "eventName", "eventType", "eventCategory",
+	"awsRegion", "sourceIPAddress", "userAgent", "userIdentity", "recipientAccountId", "requestID",
+	"requestParameters", "responseElements", "additionalEventData", "errorCode", "errorMessage",
+	"readOnly", "managementEvent", "resources", "sharedEventID", "vpcEndpointId", "vpcEndpointAccountId",
+	"tlsDetails", "serviceEventDetails", "insightDetails", "sessionCredentialFromConsole", "apiVersion",
+	"accountId", "principalId", "accessKeyId", "userName", "invokedBy", "sessionContext", "sessionIssuer",
+	"webIdFederationData", "federatedProvider", "attributes", "creationDate", "mfaAuthenticated",
+	"sourceIdentity", "ec2RoleDelivery", "identityProvider", "onBehalfOf", "userId", "credentialId",
+	"inScopeOf", "credentialsIssuedTo", "ARN",
+)
+
 // Parse normalizes a parsed CloudTrail record. v is the record itself (envelopes such as
-// LookupEvents or EventBridge are unwrapped by the caller).
-func Parse(v *fastjson.Value, in record.Input) (*events.Event, error) {
+// LookupEvents or EventBridge are unwrapped by the caller); Parse may change v.
+func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error) {
 	if v.Type() != fastjson.TypeObject {
-		return nil, fmt.Errorf("%w: cloudtrail record is not an object", record.ErrMalformed)
+		return nil, fmt.Errorf("%w: cloudtrail record is a JSON %s, not an object", record.ErrMalformed, v.Type())
 	}
-	version := record.Str(v, "eventVersion")
-	if version == "" {
-		return nil, fmt.Errorf("%w: cloudtrail eventVersion", record.ErrMissingField)
+	if canon.NeedsFolding(v, "eventSource", "eventName", "eventTime", "eventID", "eventVersion", "userIdentity") {
+		canon.Fold(v)
 	}
-	if !strings.HasPrefix(version, "1.") {
-		return nil, fmt.Errorf("%w: cloudtrail eventVersion %.16q", record.ErrUnsupported, version)
+	version, err := optString(v, "eventVersion")
+	if err != nil {
+		return nil, err
 	}
-	eventID := record.Str(v, "eventID")
-	if eventID == "" {
-		return nil, fmt.Errorf("%w: cloudtrail eventID", record.ErrMissingField)
+	if version != "" && !strings.HasPrefix(version, "1.") {
+		return nil, fmt.Errorf("%w: cloudtrail eventVersion %.16q (nhiwatch reads 1.x)", record.ErrUnsupported, version)
+	}
+	if u := v.Get("userIdentity"); u != nil && u.Type() != fastjson.TypeObject && u.Type() != fastjson.TypeNull {
+		return nil, fmt.Errorf("%w: cloudtrail userIdentity is a JSON %s, not an object", record.ErrMalformed, u.Type())
+	}
+	timeStr, err := optString(v, "eventTime")
+	if err != nil {
+		return nil, err
+	}
+	if timeStr == "" {
+		return nil, fmt.Errorf("%w: cloudtrail eventTime", record.ErrMissingField)
 	}
 	when, ok := record.Time(v, "eventTime")
 	if !ok {
-		return nil, fmt.Errorf("%w: cloudtrail eventTime missing or not RFC 3339", record.ErrMalformed)
+		return nil, fmt.Errorf("%w: cloudtrail eventTime is not a timestamp", record.ErrMalformed)
 	}
-	source := record.Str(v, "eventSource")
-	name := record.Str(v, "eventName")
+	category, err := optString(v, "eventCategory")
+	if err != nil {
+		return nil, err
+	}
+	eventType, err := optString(v, "eventType")
+	if err != nil {
+		return nil, err
+	}
+	insight := category == "Insight" || eventType == "AwsCloudTrailInsight"
+	var source, name string
+	if insight {
+		source, name = record.Str(v, "insightDetails", "eventSource"), record.Str(v, "insightDetails", "eventName")
+	} else {
+		if source, err = optString(v, "eventSource"); err != nil {
+			return nil, err
+		}
+		if name, err = optString(v, "eventName"); err != nil {
+			return nil, err
+		}
+	}
 	if source == "" || name == "" {
 		return nil, fmt.Errorf("%w: cloudtrail eventSource or eventName", record.ErrMissingField)
+	}
+	eventID, err := optString(v, "eventID")
+	if err != nil {
+		return nil, err
 	}
 	account := record.Str(v, "recipientAccountId")
 	if account == "" {
 		account = record.Str(v, "userIdentity", "accountId")
 	}
+	id := events.CloudTrailEventID(account, eventID)
+	if eventID == "" {
+		// Hand-written records (test fixtures) lack an eventID: name them by their content.
+		id = events.ContentEventID(events.Provider_PROVIDER_AWS, in.Data)
+	}
 	region := record.Str(v, "awsRegion")
 	service := strings.TrimSuffix(source, ".amazonaws.com")
-
+	perm := Permission(source, name)
+	if vp, ok := versionedS3[perm]; ok && record.Str(v, "requestParameters", "versionId") != "" {
+		perm = vp
+	}
 	ev := &events.Event{
-		Id:               events.CloudTrailEventID(account, eventID),
+		Id:               id,
 		Provider:         events.Provider_PROVIDER_AWS,
 		Source:           in.Source,
 		TimeUnixNano:     when.UnixNano(),
-		ReceivedUnixNano: in.ReceivedAt.UnixNano(),
+		ReceivedUnixNano: receivedNano(in),
 		ProviderEventId:  eventID,
 		Account:          account,
 		Action: &events.Action{
 			Service:    service,
 			Name:       name,
-			Permission: Permission(source, name),
+			Permission: perm,
 			ReadOnly:   record.Bool(v, "readOnly"),
-			Type:       record.Str(v, "eventType"),
-			Category:   record.Str(v, "eventCategory"),
+			Type:       eventType,
+			Category:   category,
 			Version:    version,
 		},
 		Network: &events.Network{
 			Region:      region,
-			UserAgent:   record.Clean(v, "userAgent"),
+			UserAgent:   record.Str(v, "userAgent"),
 			VpcEndpoint: record.Str(v, "vpcEndpointId"),
 		},
 		Outcome: outcome(v),
 		Raw:     &events.RawRef{RecordId: in.RecordID, Source: in.Source, Position: in.Position},
 	}
+	if ev.Action.Category == "" && !insight {
+		if v.Get("managementEvent") != nil && !record.Bool(v, "managementEvent") {
+			ev.Action.Category = "Data"
+		} else {
+			ev.Action.Category = "Management"
+		}
+	}
 	identity(v, ev)
 	network(v, ev)
-	resources(v, ev)
+	sc := scope{partition: partitionOf(record.Str(v, "userIdentity", "arn")), account: account, region: region, caller: ev.Identity.Id}
+	delegation(v, ev, sc)
+	resources(v, ev, sc)
+	p.grants(v, ev, sc)
+	ev.Extras = p.buildExtras(v)
 	return ev, nil
 }
 
-// Permission returns the IAM action a CloudTrail event exercised: the service prefix of
-// eventSource and the eventName, except where AWS names the permission differently.
-func Permission(eventSource, eventName string) string {
-	service := strings.TrimSuffix(eventSource, ".amazonaws.com")
-	if p, ok := permissionExceptions[service+":"+eventName]; ok {
-		return p
+func receivedNano(in record.Input) int64 {
+	if in.ReceivedAt.IsZero() {
+		return 0
 	}
-	if prefix, ok := servicePrefixes[service]; ok {
-		service = prefix
-	}
-	return service + ":" + eventName
+	return in.ReceivedAt.UnixNano()
 }
 
-// permissionExceptions are events whose IAM permission is not service:eventName.
-var permissionExceptions = map[string]string{
-	"s3:ListBuckets":             "s3:ListAllMyBuckets",
-	"s3:GetBucketPolicyStatus":   "s3:GetBucketPolicyStatus",
-	"s3:HeadBucket":              "s3:ListBucket",
-	"s3:HeadObject":              "s3:GetObject",
-	"s3:ListObjects":             "s3:ListBucket",
-	"s3:ListObjectsV2":           "s3:ListBucket",
-	"s3:ListObjectVersions":      "s3:ListBucketVersions",
-	"s3:CreateMultipartUpload":   "s3:PutObject",
-	"s3:UploadPart":              "s3:PutObject",
-	"s3:CompleteMultipartUpload": "s3:PutObject",
-	"s3:CopyObject":              "s3:PutObject",
-	"s3:DeleteObjects":           "s3:DeleteObject",
-	"signin:ConsoleLogin":        "signin:ConsoleLogin",
-	"sts:GetCallerIdentity":      "sts:GetCallerIdentity",
-	"lambda:Invoke":              "lambda:InvokeFunction",
-	"monitoring:GetMetricData":   "cloudwatch:GetMetricData",
+// optString returns the string at key, "" when absent or null, and an error naming the key
+// when it holds another type.
+func optString(v *fastjson.Value, key string) (string, error) {
+	x := v.Get(key)
+	if x == nil || x.Type() == fastjson.TypeNull {
+		return "", nil
+	}
+	if x.Type() != fastjson.TypeString {
+		return "", fmt.Errorf("%w: cloudtrail %s is a JSON %s, not a string", record.ErrMalformed, key, x.Type())
+	}
+	b, _ := x.StringBytes()
+	return string(b), nil
 }
 
-// servicePrefixes map eventSource hosts to IAM service prefixes where they differ.
-var servicePrefixes = map[string]string{
-	"monitoring":           "cloudwatch",
-	"email":                "ses",
-	"elasticloadbalancing": "elasticloadbalancing",
-	"es":                   "es",
-	"ssm-guiconnect":       "ssm-guiconnect",
-	"tagging":              "tag",
-	"bedrock-runtime":      "bedrock",
+func partitionOf(arn string) string {
+	if strings.HasPrefix(arn, "arn:") {
+		rest := arn[4:]
+		if i := strings.IndexByte(rest, ':'); i > 0 {
+			return rest[:i]
+		}
+	}
+	return "aws"
 }
+
+// deniedCodes are error codes (lower case, substrings) that mean the caller was refused:
+// missing permission, or credentials that did not authenticate.
+var deniedCodes = []string{"accessdenied", "unauthorized", "forbidden", "authfailure", "authorizationerror", "invalidclienttokenid", "signaturedoesnotmatch", "expiredtoken", "notauthorized"}
 
 func outcome(v *fastjson.Value) *events.Outcome {
 	code := record.Str(v, "errorCode")
+	msg := record.Str(v, "errorMessage")
 	if code == "" {
 		if strings.EqualFold(record.Str(v, "responseElements", "ConsoleLogin"), "Failure") {
-			return &events.Outcome{Result: events.Result_RESULT_DENIED, ErrorCode: "ConsoleLoginFailure", ErrorMessage: record.Clean(v, "errorMessage")}
+			return &events.Outcome{Result: events.Result_RESULT_DENIED, ErrorCode: "ConsoleLoginFailure", ErrorMessage: msg}
+		}
+		if msg != "" {
+			return &events.Outcome{Result: events.Result_RESULT_FAILED, ErrorMessage: msg}
 		}
 		return &events.Outcome{Result: events.Result_RESULT_ALLOWED}
 	}
 	res := events.Result_RESULT_FAILED
 	lc := strings.ToLower(code)
-	if strings.Contains(lc, "accessdenied") || strings.Contains(lc, "unauthorized") || strings.Contains(lc, "forbidden") {
-		res = events.Result_RESULT_DENIED
-	}
-	return &events.Outcome{Result: res, ErrorCode: code, ErrorMessage: record.Clean(v, "errorMessage")}
-}
-
-// identity fills the identity, credential and delegation chain from userIdentity.
-func identity(v *fastjson.Value, ev *events.Event) {
-	u := v.Get("userIdentity")
-	id := &events.Identity{}
-	ev.Identity = id
-	if u == nil || u.Type() != fastjson.TypeObject {
-		id.Id = "aws:unknown"
-		return
-	}
-	typ := record.Str(u, "type")
-	arn := record.Str(u, "arn")
-	account := record.Str(u, "accountId")
-	id.Type = typ
-	id.Account = account
-	id.PrincipalId = record.Str(u, "principalId")
-	id.SourceIdentity = record.Str(u, "sessionContext", "sourceIdentity")
-	keyID := record.Str(u, "accessKeyId")
-	switch typ {
-	case "IAMUser":
-		id.Id = events.AWSIdentityID(arn)
-		id.Name = record.Str(u, "userName")
-		id.Kind = events.IdentityKind_IDENTITY_KIND_ACCESS_KEY_USER
-	case "AssumedRole":
-		issuer := record.Str(u, "sessionContext", "sessionIssuer", "arn")
-		roleARN := issuer
-		if roleARN == "" {
-			roleARN = RoleARNFromSession(arn)
+	for _, d := range deniedCodes {
+		if strings.Contains(lc, d) {
+			res = events.Result_RESULT_DENIED
+			break
 		}
-		id.Id = events.AWSIdentityID(roleARN)
-		id.Name = record.Str(u, "sessionContext", "sessionIssuer", "userName")
-		if id.Name == "" {
-			id.Name = roleARN[strings.LastIndexByte(roleARN, '/')+1:]
-		}
-		id.SessionName = arn[strings.LastIndexByte(arn, '/')+1:]
-		id.Kind = events.IdentityKind_IDENTITY_KIND_WORKLOAD_ROLE
-		if strings.Contains(roleARN, ":role/aws-reserved/sso.amazonaws.com/") || strings.HasPrefix(id.Name, "AWSReservedSSO_") {
-			id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
-		}
-		ev.Delegation = append(ev.Delegation, &events.Delegation{From: id.Id, To: arn, Kind: events.DelegationKind_DELEGATION_KIND_ASSUME_ROLE})
-	case "Root":
-		id.Id = events.AWSIdentityID(arnOr(arn, "arn:aws:iam::"+account+":root"))
-		id.Name = "root"
-		id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
-	case "AWSService":
-		svc := record.Str(u, "invokedBy")
-		id.Id = "aws:service:" + svc
-		id.Name = svc
-		id.Kind = events.IdentityKind_IDENTITY_KIND_CONTROL_PLANE
-	case "AWSAccount":
-		id.Id = "aws:account:" + account
-		id.Name = account
-		id.Kind = events.IdentityKind_IDENTITY_KIND_WORKLOAD_ROLE
-	case "FederatedUser":
-		id.Id = events.AWSIdentityID(arn)
-		id.Name = arn[strings.LastIndexByte(arn, '/')+1:]
-		id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
-		ev.Delegation = append(ev.Delegation, &events.Delegation{
-			From: events.AWSIdentityID(record.Str(u, "sessionContext", "sessionIssuer", "arn")),
-			To:   arn, Kind: events.DelegationKind_DELEGATION_KIND_FEDERATION,
-		})
-	case "WebIdentityUser":
-		provider := record.Str(u, "identityProvider")
-		user := record.Str(u, "userName")
-		id.Id = "aws:web-identity:" + provider + ":" + user
-		id.Name = user
-		id.Kind = events.IdentityKind_IDENTITY_KIND_WORKLOAD_ROLE
-	case "IdentityCenterUser":
-		id.Id = "aws:identity-center:" + record.Str(u, "onBehalfOf", "userId")
-		id.Name = record.Str(u, "onBehalfOf", "userId")
-		id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
-	default:
-		switch {
-		case arn != "":
-			id.Id = events.AWSIdentityID(arn)
-		case id.PrincipalId != "":
-			id.Id = "aws:principal:" + id.PrincipalId
-		default:
-			id.Id = "aws:unknown"
-		}
-		id.Name = record.Str(u, "userName")
 	}
-	if keyID != "" {
-		c := &events.Credential{}
-		switch {
-		case strings.HasPrefix(keyID, "AKIA"):
-			c.Id = events.AWSAccessKeyID(keyID)
-			c.Type = events.CredentialType_CREDENTIAL_TYPE_ACCESS_KEY
-		default:
-			c.Id = events.AWSSessionCredentialID(keyID)
-			c.Type = events.CredentialType_CREDENTIAL_TYPE_SESSION
-		}
-		if t, ok := record.Time(u, "sessionContext", "attributes", "creationDate"); ok {
-			c.IssuedUnixNano = t.UnixNano()
-		}
-		c.Mfa = record.Str(u, "sessionContext", "attributes", "mfaAuthenticated") == "true"
-		if inst := record.Str(u, "sessionContext", "ec2RoleDelivery"); inst != "" {
-			c.Delivery = "ec2_role_delivery"
-			c.IssuedTo = id.SessionName
-		}
-		ev.Credential = c
-	}
-}
-
-// RoleARNFromSession maps arn:aws:sts::A:assumed-role/R/S to arn:aws:iam::A:role/R.
-func RoleARNFromSession(arn string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || !strings.HasPrefix(parts[5], "assumed-role/") {
-		return arn
-	}
-	rest := strings.TrimPrefix(parts[5], "assumed-role/")
-	role := rest
-	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
-		role = rest[:i]
-	}
-	return "arn:" + parts[1] + ":iam::" + parts[4] + ":role/" + role
-}
-
-func arnOr(arn, fallback string) string {
-	if arn != "" {
-		return arn
-	}
-	return fallback
+	return &events.Outcome{Result: res, ErrorCode: code, ErrorMessage: msg}
 }
 
 // network fills the caller address, or the AWS service that made the call.
 func network(v *fastjson.Value, ev *events.Event) {
-	ip := record.Str(v, "sourceIPAddress")
-	if strings.HasSuffix(ip, ".amazonaws.com") || ip == "AWS Internal" {
-		ev.Network.Host = ip
+	src := record.Str(v, "sourceIPAddress")
+	switch {
+	case src == "":
+	case looksLikeIP(src):
+		ev.Network.Ip = src
+	default:
+		// A service principal (ec2.amazonaws.com), "AWS Internal", or a host name.
+		ev.Network.Host = src
+		ev.Network.CloudInternal = strings.HasSuffix(src, ".amazonaws.com") || src == "AWS Internal"
+	}
+	if ev.Network.VpcEndpoint != "" {
 		ev.Network.CloudInternal = true
-	} else {
-		ev.Network.Ip = ip
 	}
 	if by := record.Str(v, "userIdentity", "invokedBy"); by != "" {
-		ev.Network.Host = by
+		if ev.Network.Host == "" {
+			ev.Network.Host = by
+		}
 		ev.Network.CloudInternal = ev.Network.CloudInternal || strings.HasSuffix(by, ".amazonaws.com") || by == "AWS Internal"
-		ev.Delegation = append(ev.Delegation, &events.Delegation{From: ev.Identity.Id, To: by, Kind: events.DelegationKind_DELEGATION_KIND_SERVICE})
+		if ev.Identity.Type != "AWSService" {
+			ev.Delegation = append(ev.Delegation, &events.Delegation{From: ev.Identity.Id, To: "aws:service:" + by, Kind: events.DelegationKind_DELEGATION_KIND_SERVICE})
+		}
 	}
 }
 
-// resources lists the resources CloudTrail names in the record.
-func resources(v *fastjson.Value, ev *events.Event) {
-	for _, r := range v.GetArray("resources") {
-		id := record.Str(r, "ARN")
-		if id == "" {
-			continue
-		}
-		ev.Resources = append(ev.Resources, &events.Resource{
-			Id:      record.Clean(r, "ARN"),
-			Type:    record.Str(r, "type"),
-			Account: record.Str(r, "accountId"),
-		})
+// looksLikeIP reports whether s is an IPv4 or IPv6 address as logged (CloudTrail samples are
+// sometimes anonymised into invalid addresses such as 225.178.039.250; they are still
+// addresses, not host names).
+func looksLikeIP(s string) bool {
+	if len(s) > 45 {
+		return false
 	}
+	colon, dot := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.':
+			dot = true
+		case c == ':':
+			colon = true
+		case (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'):
+			if !colon && !strings.Contains(s, ":") {
+				return false
+			}
+		case c == '%' && colon:
+			return true // zone
+		default:
+			return false
+		}
+	}
+	return colon || dot
+}
+
+// delegation records who the caller became: the role an AssumeRole* call assumed, the
+// federated user GetFederationToken created.
+func delegation(v *fastjson.Value, ev *events.Event, sc scope) {
+	if ev.Action.Service != "sts" || ev.Outcome.Result != events.Result_RESULT_ALLOWED {
+		return
+	}
+	switch ev.Action.Name {
+	case "AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "AssumeRoot":
+		role := record.Str(v, "requestParameters", "roleArn")
+		if role == "" {
+			role = RoleARNFromSession(record.Str(v, "responseElements", "assumedRoleUser", "arn"))
+		}
+		if role == "" {
+			return
+		}
+		kind := events.DelegationKind_DELEGATION_KIND_ASSUME_ROLE
+		if ev.Action.Name != "AssumeRole" && ev.Action.Name != "AssumeRoot" {
+			kind = events.DelegationKind_DELEGATION_KIND_WEB_IDENTITY
+		}
+		ev.Delegation = append(ev.Delegation, &events.Delegation{From: ev.Identity.Id, To: events.AWSIdentityID(CanonicalARN(role)), Kind: kind})
+	case "GetFederationToken":
+		if fu := record.Str(v, "responseElements", "federatedUser", "arn"); fu != "" {
+			ev.Delegation = append(ev.Delegation, &events.Delegation{From: ev.Identity.Id, To: events.AWSIdentityID(fu), Kind: events.DelegationKind_DELEGATION_KIND_FEDERATION})
+		}
+	}
+}
+
+// buildExtras keeps the provider details worth having next to the event, redacted and bounded.
+// The temporary credentials an STS call returns are dropped; only their key id is kept, to
+// link the session to the call that created it.
+func (p *Parser) buildExtras(v *fastjson.Value) []byte {
+	x := &p.extras
+	x.Reset()
+	x.AddString("requestID", record.Str(v, "requestID"))
+	x.AddString("sharedEventID", record.Str(v, "sharedEventID"))
+	x.AddString("vpcEndpointAccountId", record.Str(v, "vpcEndpointAccountId"))
+	if v.Exists("sessionCredentialFromConsole") {
+		x.AddString("sessionCredentialFromConsole", record.Scalar(v, "sessionCredentialFromConsole"))
+	}
+	x.AddString("invokedBy", record.Str(v, "userIdentity", "invokedBy"))
+	if re := record.Object(v, "responseElements"); re != nil {
+		if k := record.Str(re, "credentials", "accessKeyId"); k != "" {
+			x.AddString("issuedCredential", events.AWSSessionCredentialID(k))
+		}
+		re.Del("credentials")
+	}
+	x.Add("tlsDetails", v.Get("tlsDetails"))
+	x.Add("additionalEventData", v.Get("additionalEventData"))
+	x.Add("serviceEventDetails", v.Get("serviceEventDetails"))
+	x.Add("insightDetails", v.Get("insightDetails"))
+	x.Add("requestParameters", v.Get("requestParameters"))
+	x.Add("responseElements", v.Get("responseElements"))
+	return x.Bytes()
 }
