@@ -197,7 +197,7 @@ func Migrate(ctx context.Context, conn driver.Conn) error {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := conn.Exec(ctx, stmt); err != nil && !AlreadyApplied(err) {
 				return fmt.Errorf("clickhouse migration %s statement %d: %w", m.Name, i+1, err)
 			}
 		}
@@ -219,4 +219,28 @@ func recordMigration(ctx context.Context, conn driver.Conn, m Migration) error {
 		return err
 	}
 	return b.Send()
+}
+
+// ClickHouse error codes that can mean a statement's effect is already in place.
+const (
+	codeDuplicateColumn    = 15 // current releases
+	codeIllegalColumn      = 44 // 18.16 reports a duplicate column with this code
+	codeTableAlreadyExists = 57
+)
+
+// AlreadyApplied reports whether err says a migration statement's effect already exists:
+// another process ran the same migration concurrently. ClickHouse 18.16 has no
+// `ADD COLUMN IF NOT EXISTS`, so migrations that add columns rely on this.
+func AlreadyApplied(err error) bool {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	switch ex.Code {
+	case codeDuplicateColumn, codeTableAlreadyExists:
+		return true
+	case codeIllegalColumn:
+		return strings.Contains(ex.Message, "already exists")
+	}
+	return false
 }

@@ -81,3 +81,23 @@ func TestValidate(t *testing.T) {
 		t.Error("unsafe database name accepted")
 	}
 }
+
+func TestMigrateToleratesConcurrentAlter(t *testing.T) {
+	conn, _ := chdbtest.Open(t)
+	ctx := context.Background()
+	// What a second process sees when the first already added the column: ClickHouse 18.16
+	// has no ADD COLUMN IF NOT EXISTS.
+	if err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS alter_probe (a UInt8) ENGINE = MergeTree ORDER BY a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "ALTER TABLE alter_probe ADD COLUMN b UInt64"); err != nil {
+		t.Fatal(err)
+	}
+	err := conn.Exec(ctx, "ALTER TABLE alter_probe ADD COLUMN b UInt64")
+	if err == nil {
+		t.Fatal("adding the column twice succeeded; the probe is wrong")
+	}
+	if !chdb.AlreadyApplied(err) {
+		t.Errorf("duplicate column error not recognised: %v", err)
+	}
+}
