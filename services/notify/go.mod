@@ -2,7 +2,13 @@ module github.com/nhiwatch/nhiwatch/services/notify
 
 go 1.26.0
 
-require github.com/nhiwatch/nhiwatch/pkg/events v0.0.0
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/nhiwatch/nhiwatch/pkg/events v0.0.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
+)
+
+require golang.org/x/text v0.43.0 // indirect
 
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
@@ -14,9 +20,9 @@ require (
 	github.com/go-faster/errors v0.7.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/nhiwatch/nhiwatch/schemas v0.0.0 // indirect
+	github.com/nhiwatch/nhiwatch/schemas v0.0.0
 	github.com/paulmach/orb v0.13.0 // indirect
-	github.com/pierrec/lz4/v4 v4.1.27 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
