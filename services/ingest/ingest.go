@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +21,10 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/awsconf"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/files"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
 )
@@ -30,12 +35,19 @@ type FilesConfig = files.Config
 // DefaultFilesConfig returns the defaults of a files source.
 func DefaultFilesConfig() FilesConfig { return files.DefaultConfig() }
 
+// S3SQSConfig configures an "s3sqs" source: CloudTrail files in S3 announced through SQS.
+type S3SQSConfig = s3sqs.Config
+
+// AWSConfig selects the region, credentials and endpoint of AWS clients.
+type AWSConfig = awsconf.Config
+
 // SourceConfig is one named source.
 type SourceConfig struct {
 	// Name identifies the source in record ids, cursors, metrics and the Nhi-Source header.
 	// Renaming a source makes it start over.
 	Name string `yaml:"name"`
-	// Type is the kind of source: "files".
+	// Type is the kind of source: files, tail, s3sqs, lookup, pubsub, webhook or kafka.
+	// The section of the same name configures it.
 	Type string `yaml:"type"`
 	// Provider is aws, gcp or k8s.
 	Provider string `yaml:"provider"`
@@ -46,6 +58,7 @@ type SourceConfig struct {
 	Cluster string `yaml:"cluster"`
 
 	Files *FilesConfig `yaml:"files"`
+	S3SQS *S3SQSConfig `yaml:"s3sqs"`
 }
 
 // Config configures the ingest service.
@@ -115,17 +128,34 @@ func (s SourceConfig) validate() error {
 	if p == events.Provider_PROVIDER_K8S && s.Cluster == "" {
 		return errors.New("a k8s source needs a cluster name")
 	}
+	sections := map[string]bool{
+		"files": s.Files != nil,
+		"s3sqs": s.S3SQS != nil,
+	}
+	if s.Type == "" {
+		return errors.New("type is required")
+	}
+	if _, ok := sections[s.Type]; !ok {
+		return fmt.Errorf("unknown type %q (want %s)", s.Type, strings.Join(slices.Sorted(maps.Keys(sections)), ", "))
+	}
+	for name, set := range sections {
+		if name == s.Type && !set {
+			return fmt.Errorf("type %s needs a %s section", s.Type, s.Type)
+		}
+		if name != s.Type && set {
+			return fmt.Errorf("a %s section does not belong to a source of type %s", name, s.Type)
+		}
+	}
 	switch s.Type {
 	case "files":
-		if s.Files == nil {
-			return errors.New("type files needs a files section")
-		}
 		return s.Files.WithDefaults().Validate()
-	case "":
-		return errors.New("type is required")
-	default:
-		return fmt.Errorf("unknown type %q", s.Type)
+	case "s3sqs":
+		if p != events.Provider_PROVIDER_AWS {
+			return errors.New("an s3sqs source reads CloudTrail: provider must be aws")
+		}
+		return s.S3SQS.WithDefaults().Validate()
 	}
+	return nil
 }
 
 func (s SourceConfig) format(p events.Provider) string {
@@ -200,7 +230,7 @@ func (s *Service) Run(ctx context.Context) error {
 	runners := make([]runner, 0, len(s.cfg.Sources))
 	names := make([]string, 0, len(s.cfg.Sources))
 	for _, sc := range s.cfg.Sources {
-		r, err := s.build(sc, kv)
+		r, err := s.build(ctx, sc, kv)
 		if err != nil {
 			return fmt.Errorf("ingest: source %q: %w", sc.Name, err)
 		}
@@ -249,20 +279,26 @@ func (s *Service) supervise(ctx context.Context, name string, r runner) {
 	}
 }
 
-func (s *Service) build(sc SourceConfig, kv jetstream.KeyValue) (runner, error) {
+func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyValue) (runner, error) {
 	p, _ := events.ParseProvider(sc.Provider)
+	log := s.deps.Logger.With("source", sc.Name)
 	sk := sink.New(sink.Options{
 		Source:          sc.Name,
 		Provider:        p,
 		Format:          sc.format(p),
 		Cluster:         sc.Cluster,
 		MaxBatchRecords: s.cfg.MaxBatchRecords,
+		Logger:          log,
+		RetryBackoff:    s.cfg.RetryBackoff,
+		MaxRetryBackoff: s.cfg.MaxRetryBackoff,
 	}, s.pub, s.metrics)
 	lim := split.Limits{MaxContainerBytes: s.cfg.MaxContainerBytes, MaxRecordBytes: s.cfg.MaxRecordBytes}
-	log := s.deps.Logger.With("source", sc.Name)
+	cursors := cursor.New(kv, sc.Name)
 	switch sc.Type {
 	case "files":
-		return files.New(*sc.Files, sk, cursor.New(kv, sc.Name), lim, log)
+		return files.New(*sc.Files, sk, cursors, lim, log)
+	case "s3sqs":
+		return s3sqs.New(ctx, *sc.S3SQS, sk, cursors, lim, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }

@@ -66,3 +66,11 @@ func (s *Store) Save(ctx context.Context, name string, v any) error {
 	}
 	return nil
 }
+
+// Delete removes the cursor stored under name; a missing one is not an error.
+func (s *Store) Delete(ctx context.Context, name string) error {
+	if err := s.kv.Delete(ctx, s.key(name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete cursor %s/%s: %w", s.source, name, err)
+	}
+	return nil
+}

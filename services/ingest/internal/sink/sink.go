@@ -6,6 +6,7 @@ package sink
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -28,6 +29,10 @@ type Sink struct {
 	maxBytes int
 	now      func() time.Time
 	m        *Metrics
+	log      *slog.Logger
+	backoff  time.Duration
+	maxWait  time.Duration
+	attrs    metric.MeasurementOption
 }
 
 // Options describe the source a Sink publishes for.
@@ -41,6 +46,11 @@ type Options struct {
 	MaxBatchRecords int
 	MaxBatchBytes   int
 	Now             func() time.Time
+	// Logger receives retry warnings (default: discard).
+	Logger *slog.Logger
+	// RetryBackoff is the first wait of Retry; it doubles up to MaxRetryBackoff.
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
 }
 
 // Metrics counts what every source does.
@@ -50,6 +60,12 @@ type Metrics struct {
 	Rejected metric.Int64Counter
 	Errors   metric.Int64Counter
 	Messages metric.Int64Counter
+	// Lag is how far behind real time the source is: now minus the time of the newest
+	// record it published (event time), or of the newest delivery it acknowledged.
+	Lag metric.Float64Gauge
+	// Backlog is what waits at the source, in the unit of its "unit" attribute: Kafka
+	// consumer lag and approximate SQS messages (messages), unread bytes of a tailed file.
+	Backlog metric.Int64Gauge
 }
 
 // NewMetrics creates the per-source instruments on meter.
@@ -71,6 +87,12 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	if m.Messages, err = meter.Int64Counter("nhiwatch_ingest_messages", metric.WithDescription("NHI_RAW messages published")); err != nil {
 		return nil, err
 	}
+	if m.Lag, err = meter.Float64Gauge("nhiwatch_ingest_lag_seconds", metric.WithDescription("now minus the time of the newest record a source published"), metric.WithUnit("s")); err != nil {
+		return nil, err
+	}
+	if m.Backlog, err = meter.Int64Gauge("nhiwatch_ingest_backlog", metric.WithDescription("what waits at the source (unit attribute: messages or bytes)")); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -85,9 +107,20 @@ func New(o Options, pub *streams.Publisher, m *Metrics) *Sink {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+	if o.MaxRetryBackoff < o.RetryBackoff {
+		o.MaxRetryBackoff = max(time.Minute, o.RetryBackoff)
+	}
 	return &Sink{
 		source: o.Source, provider: o.Provider, format: o.Format, cluster: o.Cluster,
 		pub: pub, maxRecs: o.MaxBatchRecords, maxBytes: o.MaxBatchBytes, now: o.Now, m: m,
+		log: o.Logger, backoff: o.RetryBackoff, maxWait: o.MaxRetryBackoff,
+		attrs: metric.WithAttributes(attribute.String("source", o.Source)),
 	}
 }
 
@@ -97,6 +130,8 @@ type Record struct {
 	// offset, partition and offset). Together with the source name it is the record id.
 	Position string
 	Data     []byte
+	// Time is the record's event time when known; it feeds the lag metric.
+	Time time.Time
 }
 
 // Batch collects records of one source position and publishes them as NHI_RAW messages.
@@ -108,6 +143,7 @@ type Batch struct {
 	msgs     []*nats.Msg
 	received int64
 	bytes    int64
+	newest   time.Time
 }
 
 // NewBatch starts a batch for a source position (e.g. "s3://bucket/key", "file:/var/log/x").
@@ -129,6 +165,9 @@ func (b *Batch) Add(r Record) error {
 	})
 	b.size += n
 	b.bytes += int64(len(r.Data))
+	if r.Time.After(b.newest) {
+		b.newest = r.Time
+	}
 	return nil
 }
 
@@ -175,24 +214,88 @@ func (b *Batch) cut() error {
 
 // Publish publishes every message of the batch and returns once all are acknowledged.
 func (b *Batch) Publish(ctx context.Context) error {
-	if err := b.cut(); err != nil {
-		return err
+	return b.sink.PublishAll(ctx, b)
+}
+
+// PublishAll publishes the messages of several batches in one round of asynchronous
+// publishes and returns once JetStream acknowledged every one. On error nothing is counted
+// and the batches can be published again (JetStream drops what it already stored).
+func (s *Sink) PublishAll(ctx context.Context, batches ...*Batch) error {
+	var msgs []*nats.Msg
+	for _, b := range batches {
+		if err := b.cut(); err != nil {
+			return err
+		}
+		msgs = append(msgs, b.msgs...)
 	}
-	if len(b.msgs) == 0 {
+	if len(msgs) == 0 {
 		return nil
 	}
-	attrs := metric.WithAttributes(attribute.String("source", b.sink.source))
-	if err := b.sink.pub.PublishAll(ctx, b.msgs); err != nil {
-		b.sink.m.Errors.Add(ctx, 1, attrs)
-		return fmt.Errorf("publish %s: %w", b.position, err)
+	if err := s.pub.PublishAll(ctx, msgs); err != nil {
+		s.m.Errors.Add(ctx, 1, s.attrs)
+		return fmt.Errorf("publish %s: %w", batches[0].position, err)
 	}
-	b.sink.m.Records.Add(ctx, int64(b.Len()), attrs)
-	b.sink.m.Bytes.Add(ctx, b.bytes, attrs)
-	b.sink.m.Messages.Add(ctx, int64(len(b.msgs)), attrs)
-	b.msgs = nil
-	b.bytes = 0
+	var newest time.Time
+	for _, b := range batches {
+		s.m.Records.Add(ctx, int64(b.Len()), s.attrs)
+		s.m.Bytes.Add(ctx, b.bytes, s.attrs)
+		s.m.Messages.Add(ctx, int64(len(b.msgs)), s.attrs)
+		if b.newest.After(newest) {
+			newest = b.newest
+		}
+		b.msgs = nil
+		b.bytes = 0
+	}
+	if !newest.IsZero() {
+		s.ObserveLag(ctx, newest)
+	}
 	return nil
 }
+
+// PublishWait is PublishAll retried with back-off until it succeeds or ctx ends: a slow,
+// full or unreachable stream stops the source; it never makes it skip records.
+func (s *Sink) PublishWait(ctx context.Context, batches ...*Batch) error {
+	return s.Retry(ctx, "publish", func() error { return s.PublishAll(ctx, batches...) })
+}
+
+// Retry calls f until it returns nil or ctx ends, waiting with exponential back-off between
+// attempts. Each failure is logged and counted as a source error.
+func (s *Sink) Retry(ctx context.Context, op string, f func() error) error {
+	wait := s.backoff
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.m.Errors.Add(ctx, 1, s.attrs)
+		s.log.Warn("retrying", "source", s.source, "op", op, "error", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.maxWait)
+	}
+}
+
+// CountError counts a source error (a failed read or call that will be retried).
+func (s *Sink) CountError(ctx context.Context) { s.m.Errors.Add(ctx, 1, s.attrs) }
+
+// ObserveLag records now minus t, the time of the newest record or delivery handled.
+func (s *Sink) ObserveLag(ctx context.Context, t time.Time) {
+	s.m.Lag.Record(ctx, max(0, s.now().Sub(t).Seconds()), s.attrs)
+}
+
+// ObserveBacklog records what waits at the source; unit is "messages" or "bytes".
+func (s *Sink) ObserveBacklog(ctx context.Context, n int64, unit string) {
+	s.m.Backlog.Record(ctx, n, metric.WithAttributes(attribute.String("source", s.source), attribute.String("unit", unit)))
+}
+
+// Now is the sink's clock.
+func (s *Sink) Now() time.Time { return s.now() }
 
 // Reject dead-letters a record or a whole container that can never be read. position names
 // it; data is what may be kept of it (already redacted, possibly empty).
@@ -204,7 +307,7 @@ func (s *Sink) Reject(ctx context.Context, position string, data []byte, reason 
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", position, err)
 	}
-	s.m.Rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("source", s.source)))
+	s.m.Rejected.Add(ctx, 1, s.attrs)
 	return nil
 }
 

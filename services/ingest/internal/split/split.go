@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -45,6 +46,9 @@ type Record struct {
 	// Index is the record's position in its container, stable for the same content.
 	Index int
 	Data  []byte
+	// Time is the record's event time when it has one of the usual fields (CloudTrail
+	// eventTime, Kubernetes stageTimestamp, LogEntry timestamp), else zero.
+	Time time.Time
 }
 
 // Rejected is a record that cannot be read. Data is redacted as text and may be cut short.
@@ -243,7 +247,24 @@ func (s *Splitter) one(v *fastjson.Value, next *int, emit func(Record) error, re
 	if len(s.buf) > s.lim.MaxRecordBytes {
 		return reject(Rejected{Index: idx, Data: truncate(s.buf), Reason: fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(s.buf), s.lim.MaxRecordBytes)})
 	}
-	return emit(Record{Index: idx, Data: s.buf})
+	return emit(Record{Index: idx, Data: s.buf, Time: EventTime(v)})
+}
+
+// timeFields are the event-time fields of the supported formats, most specific first.
+var timeFields = []string{"eventTime", "stageTimestamp", "requestReceivedTimestamp", "timestamp", "receiveTimestamp", "time"}
+
+// EventTime returns the event time of a record, or zero when it has none it can read.
+func EventTime(v *fastjson.Value) time.Time {
+	for _, f := range timeFields {
+		b := v.GetStringBytes(f)
+		if len(b) == 0 {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339Nano, string(b)); err == nil {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 func redactedCopy(b []byte) []byte {
