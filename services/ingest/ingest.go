@@ -24,6 +24,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/awsconf"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/files"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/lookup"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
@@ -37,6 +38,13 @@ func DefaultFilesConfig() FilesConfig { return files.DefaultConfig() }
 
 // S3SQSConfig configures an "s3sqs" source: CloudTrail files in S3 announced through SQS.
 type S3SQSConfig = s3sqs.Config
+
+// LookupConfig configures a "lookup" source: the CloudTrail LookupEvents API of accounts and
+// regions.
+type LookupConfig = lookup.Config
+
+// LookupTarget is one account and region a lookup source polls.
+type LookupTarget = lookup.Target
 
 // AWSConfig selects the region, credentials and endpoint of AWS clients.
 type AWSConfig = awsconf.Config
@@ -57,8 +65,9 @@ type SourceConfig struct {
 	// Cluster names the Kubernetes cluster of a k8s source.
 	Cluster string `yaml:"cluster"`
 
-	Files *FilesConfig `yaml:"files"`
-	S3SQS *S3SQSConfig `yaml:"s3sqs"`
+	Files  *FilesConfig  `yaml:"files"`
+	S3SQS  *S3SQSConfig  `yaml:"s3sqs"`
+	Lookup *LookupConfig `yaml:"lookup"`
 }
 
 // Config configures the ingest service.
@@ -129,8 +138,9 @@ func (s SourceConfig) validate() error {
 		return errors.New("a k8s source needs a cluster name")
 	}
 	sections := map[string]bool{
-		"files": s.Files != nil,
-		"s3sqs": s.S3SQS != nil,
+		"files":  s.Files != nil,
+		"s3sqs":  s.S3SQS != nil,
+		"lookup": s.Lookup != nil,
 	}
 	if s.Type == "" {
 		return errors.New("type is required")
@@ -154,6 +164,11 @@ func (s SourceConfig) validate() error {
 			return errors.New("an s3sqs source reads CloudTrail: provider must be aws")
 		}
 		return s.S3SQS.WithDefaults().Validate()
+	case "lookup":
+		if p != events.Provider_PROVIDER_AWS {
+			return errors.New("a lookup source reads CloudTrail: provider must be aws")
+		}
+		return s.Lookup.WithDefaults().Validate()
 	}
 	return nil
 }
@@ -299,6 +314,8 @@ func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyVa
 		return files.New(*sc.Files, sk, cursors, lim, log)
 	case "s3sqs":
 		return s3sqs.New(ctx, *sc.S3SQS, sk, cursors, lim, log)
+	case "lookup":
+		return lookup.New(ctx, *sc.Lookup, sk, cursors, lim, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }
