@@ -9,6 +9,8 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/normalize/internal/cloudtrail"
+	"github.com/nhiwatch/nhiwatch/services/normalize/internal/gcp"
+	"github.com/nhiwatch/nhiwatch/services/normalize/internal/k8s"
 	"github.com/nhiwatch/nhiwatch/services/normalize/internal/record"
 )
 
@@ -39,6 +41,8 @@ type Normalizer struct {
 	outer fastjson.Parser
 	inner fastjson.Parser
 	ct    cloudtrail.Parser
+	k8s   k8s.Parser
+	gcp   gcp.Parser
 }
 
 // NewNormalizer returns a Normalizer.
@@ -74,8 +78,13 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 			return nil, err
 		}
 		ev, err = n.ct.Parse(v, in)
-	case "gcp", "k8s":
-		return nil, fmt.Errorf("%w: %s records are not normalized yet", ErrUnsupported, format)
+	case "k8s":
+		if v, err = n.unwrapK8s(v); err != nil {
+			return nil, err
+		}
+		ev, err = n.k8s.Parse(v, in)
+	case "gcp":
+		ev, err = n.gcp.Parse(v, in)
 	case "":
 		return nil, fmt.Errorf("%w: cannot tell which provider wrote the record", ErrUnsupported)
 	default:
@@ -162,4 +171,28 @@ func (n *Normalizer) unwrapCloudTrail(v *fastjson.Value) (*fastjson.Value, error
 		return d, nil
 	}
 	return v, nil
+}
+
+// unwrapK8s returns the audit event inside an Azure diagnostic-log record (AKS kube-audit:
+// the event is a JSON string in properties.log), or v itself.
+func (n *Normalizer) unwrapK8s(v *fastjson.Value) (*fastjson.Value, error) {
+	log := v.Get("properties", "log")
+	if log == nil || v.Get("verb") != nil || v.Get("auditID") != nil {
+		return v, nil
+	}
+	switch log.Type() {
+	case fastjson.TypeObject:
+		return log, nil
+	case fastjson.TypeString:
+		s, _ := log.StringBytes()
+		if d := nesting(s); d > maxDepth {
+			return nil, fmt.Errorf("%w: Azure properties.log nested %d levels deep, more than %d", ErrMalformed, d, maxDepth)
+		}
+		iv, err := n.inner.ParseBytes(s)
+		if err != nil || iv.Type() != fastjson.TypeObject {
+			return nil, fmt.Errorf("%w: Azure kube-audit properties.log does not hold a JSON object", ErrMalformed)
+		}
+		return iv, nil
+	}
+	return nil, fmt.Errorf("%w: Azure kube-audit properties.log is a JSON %s, not a string", ErrMalformed, log.Type())
 }

@@ -54,7 +54,7 @@ func (p *Parser) grants(v *fastjson.Value, ev *events.Event, sc scope) {
 	name := stripAPIVersion(ev.Action.Name)
 	var out []*events.GrantChange
 	add := func(gs ...*events.GrantChange) { out = append(out, gs...) }
-	mech := snake(name)
+	mech := record.Snake(name)
 	switch ev.Action.Service {
 	case "iam":
 		switch name {
@@ -313,7 +313,7 @@ func (p *Parser) lambdaGrants(name string, rp, re *fastjson.Value, sc scope) []*
 		if a := record.Str(rp, "action"); a != "" {
 			perms = []string{a}
 		}
-		return []*events.GrantChange{{Op: op, Grantee: grantee, Grant: fn, Permissions: perms, Mechanism: "lambda_" + snake(name), Scope: record.Str(rp, "sourceArn")}}
+		return []*events.GrantChange{{Op: op, Grantee: grantee, Grant: fn, Permissions: perms, Mechanism: "lambda_" + record.Snake(name), Scope: record.Str(rp, "sourceArn")}}
 	}
 	return nil
 }
@@ -350,22 +350,4 @@ func resourcePolicyGrants(resource, mech string, stmts []statement) []*events.Gr
 		}
 	}
 	return out
-}
-
-// snake turns an API name into snake case: AttachRolePolicy → attach_role_policy.
-func snake(s string) string {
-	b := make([]byte, 0, len(s)+4)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			prevUpper := i > 0 && s[i-1] >= 'A' && s[i-1] <= 'Z'
-			nextLower := i+1 < len(s) && s[i+1] >= 'a' && s[i+1] <= 'z'
-			if i > 0 && (!prevUpper || nextLower) {
-				b = append(b, '_')
-			}
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
-	}
-	return string(b)
 }
