@@ -28,6 +28,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/webhook"
 )
 
 // FilesConfig configures a "files" source.
@@ -45,6 +46,12 @@ type LookupConfig = lookup.Config
 
 // LookupTarget is one account and region a lookup source polls.
 type LookupTarget = lookup.Target
+
+// WebhookConfig configures a "webhook" source: Kubernetes audit events from API servers.
+type WebhookConfig = webhook.Config
+
+// WebhookCluster is one cluster allowed to send to a webhook source.
+type WebhookCluster = webhook.Cluster
 
 // AWSConfig selects the region, credentials and endpoint of AWS clients.
 type AWSConfig = awsconf.Config
@@ -65,9 +72,10 @@ type SourceConfig struct {
 	// Cluster names the Kubernetes cluster of a k8s source.
 	Cluster string `yaml:"cluster"`
 
-	Files  *FilesConfig  `yaml:"files"`
-	S3SQS  *S3SQSConfig  `yaml:"s3sqs"`
-	Lookup *LookupConfig `yaml:"lookup"`
+	Files   *FilesConfig   `yaml:"files"`
+	S3SQS   *S3SQSConfig   `yaml:"s3sqs"`
+	Lookup  *LookupConfig  `yaml:"lookup"`
+	Webhook *WebhookConfig `yaml:"webhook"`
 }
 
 // Config configures the ingest service.
@@ -134,13 +142,17 @@ func (s SourceConfig) validate() error {
 	default:
 		return fmt.Errorf("format %q: want cloudtrail, gcp, k8s or auto", s.Format)
 	}
-	if p == events.Provider_PROVIDER_K8S && s.Cluster == "" {
+	switch {
+	case s.Type == "webhook" && s.Cluster != "":
+		return errors.New("a webhook source names its clusters in webhook.clusters, not in cluster")
+	case s.Type != "webhook" && p == events.Provider_PROVIDER_K8S && s.Cluster == "":
 		return errors.New("a k8s source needs a cluster name")
 	}
 	sections := map[string]bool{
-		"files":  s.Files != nil,
-		"s3sqs":  s.S3SQS != nil,
-		"lookup": s.Lookup != nil,
+		"files":   s.Files != nil,
+		"s3sqs":   s.S3SQS != nil,
+		"lookup":  s.Lookup != nil,
+		"webhook": s.Webhook != nil,
 	}
 	if s.Type == "" {
 		return errors.New("type is required")
@@ -169,6 +181,11 @@ func (s SourceConfig) validate() error {
 			return errors.New("a lookup source reads CloudTrail: provider must be aws")
 		}
 		return s.Lookup.WithDefaults().Validate()
+	case "webhook":
+		if p != events.Provider_PROVIDER_K8S {
+			return errors.New("a webhook source receives Kubernetes audit events: provider must be k8s")
+		}
+		return s.Webhook.WithDefaults().Validate()
 	}
 	return nil
 }
@@ -297,16 +314,19 @@ func (s *Service) supervise(ctx context.Context, name string, r runner) {
 func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyValue) (runner, error) {
 	p, _ := events.ParseProvider(sc.Provider)
 	log := s.deps.Logger.With("source", sc.Name)
-	sk := sink.New(sink.Options{
-		Source:          sc.Name,
-		Provider:        p,
-		Format:          sc.format(p),
-		Cluster:         sc.Cluster,
-		MaxBatchRecords: s.cfg.MaxBatchRecords,
-		Logger:          log,
-		RetryBackoff:    s.cfg.RetryBackoff,
-		MaxRetryBackoff: s.cfg.MaxRetryBackoff,
-	}, s.pub, s.metrics)
+	newSink := func(cluster string) *sink.Sink {
+		return sink.New(sink.Options{
+			Source:          sc.Name,
+			Provider:        p,
+			Format:          sc.format(p),
+			Cluster:         cluster,
+			MaxBatchRecords: s.cfg.MaxBatchRecords,
+			Logger:          log,
+			RetryBackoff:    s.cfg.RetryBackoff,
+			MaxRetryBackoff: s.cfg.MaxRetryBackoff,
+		}, s.pub, s.metrics)
+	}
+	sk := newSink(sc.Cluster)
 	lim := split.Limits{MaxContainerBytes: s.cfg.MaxContainerBytes, MaxRecordBytes: s.cfg.MaxRecordBytes}
 	cursors := cursor.New(kv, sc.Name)
 	switch sc.Type {
@@ -316,6 +336,8 @@ func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyVa
 		return s3sqs.New(ctx, *sc.S3SQS, sk, cursors, lim, log)
 	case "lookup":
 		return lookup.New(ctx, *sc.Lookup, sk, cursors, lim, log)
+	case "webhook":
+		return webhook.New(*sc.Webhook, sc.Name, newSink, lim, s.deps.Meter, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }
