@@ -2,6 +2,7 @@
 //
 //	nhiwatch run       [-config FILE] [-exit-when-idle]   all four services in one process
 //	nhiwatch normalize [-format auto|cloudtrail|gcp|k8s] [-cluster NAME] PATH...
+//	nhiwatch usage     [-snapshot FILE]... [-cluster NAME] [-gcp-resource RES] [-nhi] PATH...
 //	nhiwatch version
 //
 // `nhiwatch run` starts an embedded NATS JetStream server (data under ./data by default)
@@ -41,6 +42,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = runCmd(ctx, args[1:], stdout, stderr)
 	case "normalize":
 		err = normalizeCmd(ctx, args[1:], stdout, stderr)
+	case "usage":
+		err = usageCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "nhiwatch", version)
 	case "help", "-h", "-help", "--help":
@@ -71,6 +74,7 @@ func usage(w io.Writer) {
 commands:
   run         run ingest, normalize, detect and notify in one process
   normalize   print normalized events of log files as JSON lines
+  usage       replay log files against inventory snapshots: granted, used, unused, denied per identity
   version     print the version
 
 Run "nhiwatch <command> -h" for the flags of a command.
