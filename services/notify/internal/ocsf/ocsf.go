@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/notify/internal/dest"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/refs"
 )
 
@@ -733,4 +734,19 @@ func accountChangeDoc(p Product, ev *events.Event, i int, gc *events.GrantChange
 	src := a.SrcEndpoint
 	doc.SrcEndpoint = &src
 	return json.Marshal(doc)
+}
+
+// Notice renders a delivery as a Detection Finding: Create for a new finding, Update for a
+// repeat or a triage change, Close when the finding was resolved or suppressed.
+func Notice(p Product, n dest.Notice, now time.Time) ([]byte, error) {
+	activity := ActivityCreate
+	switch {
+	case n.Kind == dest.StatusChange && (n.Status.Label() == "resolved" || n.Status.Label() == "suppressed"):
+		activity = ActivityClose
+	case n.Kind != dest.New:
+		activity = ActivityUpdate
+	}
+	return DetectionFinding(p, FindingInput{
+		Finding: n.Finding, Status: n.Status.Label(), Activity: activity, Revision: n.Revision, Link: n.Link, Now: now,
+	})
 }

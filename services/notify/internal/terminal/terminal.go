@@ -2,6 +2,7 @@
 package terminal
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/notify/internal/dest"
 )
 
 // Printer writes one block of text per finding. It is safe for concurrent use.
@@ -40,4 +42,41 @@ func (p *Printer) Print(f *events.Finding) error {
 	defer p.mu.Unlock()
 	_, err := io.WriteString(p.w, b.String())
 	return err
+}
+
+// Destination prints notices: the finding when it is new, one line for a repeat or a
+// triage change.
+type Destination struct {
+	name string
+	p    *Printer
+}
+
+var _ dest.Destination = (*Destination)(nil)
+
+// NewDestination prints to p.
+func NewDestination(name string, p *Printer) *Destination { return &Destination{name: name, p: p} }
+
+func (d *Destination) Name() string    { return d.name }
+func (d *Destination) Kind() dest.Kind { return dest.Terminal }
+func (d *Destination) Close() error    { return nil }
+
+// Deliver prints n.
+func (d *Destination) Deliver(_ context.Context, n dest.Notice) (dest.Receipt, error) {
+	if n.Kind == dest.New {
+		return dest.Receipt{}, d.p.Print(n.Finding)
+	}
+	line := fmt.Sprintf("[%s] finding %s (%s)", strings.ToUpper(n.Status.Label()), n.Finding.GetId(), n.Finding.GetTitle())
+	if n.Kind == dest.Repeat {
+		line = fmt.Sprintf("[SEEN %d×] finding %s (%s)", n.Seen, n.Finding.GetId(), n.Finding.GetTitle())
+	}
+	if n.Status.By != "" && n.Kind == dest.StatusChange {
+		line += " by " + n.Status.By
+	}
+	if n.Status.Reason != "" && n.Kind == dest.StatusChange {
+		line += ": " + n.Status.Reason
+	}
+	d.p.mu.Lock()
+	defer d.p.mu.Unlock()
+	_, err := io.WriteString(d.p.w, line+"\n")
+	return dest.Receipt{}, err
 }
