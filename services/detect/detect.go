@@ -35,11 +35,13 @@ type Config struct {
 	StoreFlushInterval time.Duration `yaml:"store_flush_interval" env:"STORE_FLUSH_INTERVAL"`
 	// StoreRetryBackoff is the first wait after a failed insert.
 	StoreRetryBackoff time.Duration `yaml:"store_retry_backoff" env:"STORE_RETRY_BACKOFF"`
+	// DetectorsConfig configures the detectors (detectors.go).
+	DetectorsConfig `yaml:",inline"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{StoreBatchRows: 20000, StoreFlushInterval: time.Second, StoreRetryBackoff: time.Second}
+	return Config{StoreBatchRows: 20000, StoreFlushInterval: time.Second, StoreRetryBackoff: time.Second, DetectorsConfig: defaultDetectorsConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -50,7 +52,7 @@ func (c Config) Validate() error {
 	if c.StoreFlushInterval <= 0 || c.StoreRetryBackoff <= 0 {
 		return errors.New("detect: store_flush_interval and store_retry_backoff must be positive")
 	}
-	return nil
+	return c.DetectorsConfig.validate()
 }
 
 // Deps are the service's dependencies.
@@ -61,13 +63,18 @@ type Deps struct {
 	Streams streams.Config
 	// ClickHouse is the migrated database; nil runs detection without storage (replay).
 	ClickHouse driver.Conn
+	// Baseline and Expander are optional: inventory activity for the dormancy detector and
+	// grant documents for privilege_expansion's permission delta.
+	Baseline Baseline
+	Expander Expander
 }
 
 // Service runs detection and storage.
 type Service struct {
-	cfg  Config
-	deps Deps
-	pub  *streams.Publisher
+	cfg       Config
+	deps      Deps
+	pub       *streams.Publisher
+	detectors *detectorsDeps
 }
 
 // New checks the configuration and dependencies and returns a Service.
@@ -86,15 +93,28 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := deps.Streams.Validate(); err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, deps: deps, pub: streams.NewPublisher(deps.JS)}, nil
+	det, err := buildDetectors(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{cfg: cfg, deps: deps, pub: streams.NewPublisher(deps.JS), detectors: det}, nil
 }
 
 // Run runs until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	if err := streams.Ensure(ctx, s.deps.JS, s.deps.Streams); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	if err := s.startDetectors(ctx, g); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	if s.deps.ClickHouse != nil {
 		if err := s.startStore(ctx, g, ConsumerStoreEvents, "detect: events to ClickHouse", events.StreamEvents, events.SubjectsEvents, store.EventsTable()); err != nil {
 			return err

@@ -9,6 +9,7 @@ package detectors
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
@@ -69,7 +70,7 @@ type Env struct {
 type Detector struct {
 	env Env
 	// Suppressed counts findings a catalog suppression silenced.
-	Suppressed int64
+	Suppressed atomic.Int64
 }
 
 // New returns a Detector.

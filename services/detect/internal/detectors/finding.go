@@ -43,7 +43,7 @@ func (d *Detector) emit(c *ctx, f draft) {
 	day := time.Unix(int64(c.t), 0).UTC().Format("2006-01-02")
 	id := events.FindingID(f.detector, c.ev.Identity.Id, f.cause, day)
 	if c.rule.Suppressed(f.detector, f.cause, time.Unix(int64(c.t), 0)) != nil {
-		d.Suppressed++
+		d.Suppressed.Add(1)
 		return
 	}
 	if !c.s.Fire(netclass.Hash64(id)) {

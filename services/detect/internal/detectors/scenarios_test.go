@@ -235,7 +235,7 @@ identities:
 	if got := w.feed(readEvents(t, testdata+"cloudtrail/stratus-red-team/aws.credential-access.ec2-steal-instance-credentials.json")...); len(got) != 0 {
 		t.Fatalf("want the finding suppressed, got %v", summarize(got))
 	}
-	if w.det.Suppressed == 0 {
+	if w.det.Suppressed.Load() == 0 {
 		t.Fatal("suppression not counted")
 	}
 }
