@@ -26,7 +26,15 @@ type NATS struct {
 	CredsFile string `yaml:"creds_file" env:"CREDS_FILE"`
 	// MaxPendingAcks bounds asynchronous publishes awaiting their ack, per connection.
 	MaxPendingAcks int `yaml:"max_pending_acks" env:"MAX_PENDING_ACKS"`
+	// PublishAckTimeout is how long an asynchronous publish waits for its ack before it
+	// fails and is retried with its id (a stream leader lost with the publish in flight never
+	// answers). 0 means DefaultPublishAckTimeout.
+	PublishAckTimeout time.Duration `yaml:"publish_ack_timeout" env:"PUBLISH_ACK_TIMEOUT"`
 }
+
+// DefaultPublishAckTimeout bounds the wait for one publish ack; a leader election after a
+// node loss takes a few seconds.
+const DefaultPublishAckTimeout = 10 * time.Second
 
 // Common holds the sections every process reads from the configuration file.
 type Common struct {
@@ -39,7 +47,7 @@ type Common struct {
 // DefaultCommon returns the defaults of the common sections.
 func DefaultCommon() Common {
 	return Common{
-		NATS:       NATS{MaxPendingAcks: 4096},
+		NATS:       NATS{MaxPendingAcks: 4096, PublishAckTimeout: DefaultPublishAckTimeout},
 		Streams:    streams.DefaultConfig(),
 		ClickHouse: chdb.DefaultConfig(),
 		Telemetry:  telemetry.DefaultConfig(),
@@ -51,6 +59,9 @@ func (c Common) Validate() error {
 	if c.NATS.MaxPendingAcks <= 0 {
 		return errors.New("nats.max_pending_acks must be positive")
 	}
+	if c.NATS.PublishAckTimeout < 0 {
+		return errors.New("nats.publish_ack_timeout must not be negative")
+	}
 	if err := c.Streams.Validate(); err != nil {
 		return err
 	}
@@ -61,7 +72,8 @@ func (c Common) Validate() error {
 }
 
 // ConnectNATS connects to the configured server and returns the connection and a JetStream
-// context with bounded in-flight publishes. The connection reconnects forever; every
+// context with bounded in-flight publishes, each failing after PublishAckTimeout without an
+// ack (so a lost stream leader frees its slots and the publisher retries). The connection reconnects forever; every
 // disconnect and reconnect is logged.
 func ConnectNATS(ctx context.Context, n NATS, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	if n.URL == "" && len(extra) == 0 {
@@ -86,7 +98,15 @@ func ConnectNATS(ctx context.Context, n NATS, name string, log *slog.Logger, ext
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(n.MaxPendingAcks))
+	ackTimeout := n.PublishAckTimeout
+	if ackTimeout <= 0 {
+		ackTimeout = DefaultPublishAckTimeout
+	}
+	maxPending := n.MaxPendingAcks
+	if maxPending <= 0 {
+		maxPending = DefaultCommon().NATS.MaxPendingAcks
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(maxPending), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

@@ -1,5 +1,9 @@
-// Package telemetry gives every nhiwatch process its logger, its OpenTelemetry meter (exported
-// for Prometheus on /metrics), and an admin HTTP server with /metrics, /healthz and /readyz.
+// Package telemetry gives every nhiwatch process its logger (JSON, with the trace id of the
+// context), its OpenTelemetry meter (exported for Prometheus on /metrics), its tracer provider
+// (OTLP export when configured), the pipeline's shared instruments (consumer lag, stage
+// latencies), and an admin HTTP server with /metrics, /healthz and /readyz.
+//
+// docs/telemetry.md lists every span, metric and log key.
 package telemetry
 
 import (
@@ -31,10 +35,25 @@ type Config struct {
 	LogLevel string `yaml:"log_level" env:"LOG_LEVEL"`
 	// AdminAddr is where /metrics, /healthz and /readyz are served; empty disables them.
 	AdminAddr string `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	// OTLPEndpoint is the collector that receives traces, e.g. http://otel-collector:4317,
+	// a base URL like OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/HTTP appends /v1/traces). Empty: the
+	// standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, and without it no tracing.
+	OTLPEndpoint string `yaml:"otlp_endpoint" env:"OTLP_ENDPOINT"`
+	// OTLPProtocol is grpc (port 4317) or http/protobuf (port 4318); empty: the standard
+	// OTEL_EXPORTER_OTLP_PROTOCOL, else grpc.
+	OTLPProtocol string `yaml:"otlp_protocol" env:"OTLP_PROTOCOL"`
+	// TraceSampleRatio is the share of new traces kept (parent-based: later stages follow the
+	// decision of the first). 0 leaves it to OTEL_TRACES_SAMPLER, by default every trace.
+	TraceSampleRatio float64 `yaml:"trace_sample_ratio" env:"TRACE_SAMPLE_RATIO"`
+	// LagInterval is how often the consumer lag gauges are refreshed from JetStream.
+	LagInterval time.Duration `yaml:"lag_interval" env:"LAG_INTERVAL"`
 }
 
-// DefaultConfig logs JSON at info and serves no admin endpoint.
-func DefaultConfig() Config { return Config{LogFormat: "auto", LogLevel: "info"} }
+// DefaultConfig logs JSON (text on a terminal) at info, serves no admin endpoint, traces
+// only when an OTLP endpoint is set, and refreshes consumer lag every 15 seconds.
+func DefaultConfig() Config {
+	return Config{LogFormat: "auto", LogLevel: "info", LagInterval: DefaultLagInterval}
+}
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
@@ -47,10 +66,14 @@ func (c Config) Validate() error {
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("log_level %q: %w", c.LogLevel, err)
 	}
-	return nil
+	if c.LagInterval < 0 {
+		return fmt.Errorf("lag_interval %s must not be negative", c.LagInterval)
+	}
+	return validateOTLP(c)
 }
 
-// NewLogger returns a logger writing to w in the configured format.
+// NewLogger returns a logger writing to w in the configured format. Records logged with a
+// context that carries a span get its trace_id and span_id.
 func NewLogger(c Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
@@ -63,9 +86,9 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 		}
 	}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(NewTraceHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(NewTraceHandler(slog.NewJSONHandler(w, opts)))
 }
 
 func isTerminal(f *os.File) bool {
