@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -99,6 +100,10 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 
 // nesting returns the deepest nesting of objects and arrays in data, outside strings.
 func nesting(data []byte) int {
+	// Fewer opening brackets than the limit cannot nest deeper than it: skip the scan.
+	if bytes.Count(data, []byte{'{'})+bytes.Count(data, []byte{'['}) <= maxDepth {
+		return 0
+	}
 	depth, deepest, inString := 0, 0, false
 	for i := 0; i < len(data); i++ {
 		c := data[i]

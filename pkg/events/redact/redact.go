@@ -17,6 +17,7 @@ package redact
 import (
 	"regexp"
 	"strings"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -204,53 +205,124 @@ func (r *redactor) replace(key []byte, child *fastjson.Value, depth int) (string
 	return "", false
 }
 
-// pattern is one kind of secret recognisable by its shape.
+// pattern is one kind of secret recognisable by its shape. Before its regular expression
+// runs, a string must contain the bytes of need, its hint (case-sensitive) and its fold
+// keyword (ASCII case-insensitive): ordinary strings cost one pass over their bytes.
 type pattern struct {
 	kind string
-	// hint is a substring every match contains, checked before the regular expression so
-	// that ordinary strings cost one substring search.
+	need byteClass
 	hint string
-	re   *regexp.Regexp
-	// keep is the number of leading submatch groups kept (e.g. "Bearer ").
+	fold string
+	// fold2 is a second keyword the string must contain, ignoring case.
+	fold2 string
+	re    *regexp.Regexp
+	// keepGroup keeps the first submatch group (e.g. "Bearer ") before the marker.
 	keepGroup bool
 }
 
+// byteClass is a set of bytes a string contains, computed in one pass.
+type byteClass uint16
+
+const (
+	hasDash byteClass = 1 << iota
+	hasUnderscore
+	hasEquals
+	hasAt
+	hasSpace
+	hasColon
+	hasDot
+	hasJ
+	hasX
+	hasZ
+)
+
+var classOf = func() (t [256]byteClass) {
+	t['-'], t['_'], t['='], t['@'], t[':'], t['.'] = hasDash, hasUnderscore, hasEquals, hasAt, hasColon, hasDot
+	t[' '], t['\t'], t['\n'], t['\r'], t['\f'], t['\v'] = hasSpace, hasSpace, hasSpace, hasSpace, hasSpace, hasSpace
+	t['J'], t['x'], t['z'] = hasJ, hasX, hasZ
+	return t
+}()
+
+func classes(s string) byteClass {
+	var c byteClass
+	for i := 0; i < len(s); i++ {
+		c |= classOf[s[i]]
+	}
+	return c
+}
+
 var patterns = []pattern{
-	{kind: "private_key", hint: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?(-----END[ A-Z0-9]*PRIVATE KEY-----|$)`)},
-	{kind: "jwt", hint: "eyJ", re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)},
-	{kind: "slack_token", hint: "xox", re: regexp.MustCompile(`xox[abposre]-[A-Za-z0-9-]{10,}`)},
-	{kind: "slack_webhook", hint: "hooks.slack.com", re: regexp.MustCompile(`hooks\.slack\.com/(services|workflows|triggers)/[A-Za-z0-9/_-]+`)},
-	{kind: "github_token", hint: "gh", re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})`)},
-	{kind: "gitlab_token", hint: "glpat-", re: regexp.MustCompile(`glpat-[A-Za-z0-9_-]{20,}`)},
-	{kind: "google_api_key", hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
-	{kind: "openai_key", hint: "sk-", re: regexp.MustCompile(`\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}`)},
-	{kind: "stripe_key", hint: "_live_", re: regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{16,}`)},
-	{kind: "pagerduty_key", hint: "events.pagerduty.com", re: regexp.MustCompile(`events\.pagerduty\.com/[^\s"']*`)},
-	{kind: "bearer", hint: "earer", re: regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}`), keepGroup: true},
-	{kind: "basic_auth", hint: "asic", re: regexp.MustCompile(`(?i)(basic\s+)[A-Za-z0-9+/=]{8,}`), keepGroup: true},
-	{kind: "url_credentials", hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
-	{kind: "aws_secret_key", hint: "ecret", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
-	{kind: "assignment", hint: "=", re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
+	{kind: "private_key", need: hasDash, hint: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?(-----END[ A-Z0-9]*PRIVATE KEY-----|$)`)},
+	{kind: "jwt", need: hasJ | hasDot, hint: "eyJ", re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)},
+	{kind: "slack_token", need: hasX | hasDash, hint: "xox", re: regexp.MustCompile(`xox[abposre]-[A-Za-z0-9-]{10,}`)},
+	{kind: "slack_webhook", need: hasDot, hint: "hooks.slack.com", re: regexp.MustCompile(`hooks\.slack\.com/(services|workflows|triggers)/[A-Za-z0-9/_-]+`)},
+	{kind: "github_token", need: hasUnderscore, hint: "gh", re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})`)},
+	{kind: "gitlab_token", need: hasDash, hint: "glpat-", re: regexp.MustCompile(`glpat-[A-Za-z0-9_-]{20,}`)},
+	{kind: "google_api_key", need: hasZ, hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
+	{kind: "openai_key", need: hasDash, hint: "sk-", re: regexp.MustCompile(`\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}`)},
+	{kind: "stripe_key", need: hasUnderscore, hint: "_live_", re: regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{16,}`)},
+	{kind: "pagerduty_key", need: hasDot, hint: "events.pagerduty.com", re: regexp.MustCompile(`events\.pagerduty\.com/[^\s"']*`)},
+	{kind: "bearer", need: hasSpace, fold: "bearer", re: regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}`), keepGroup: true},
+	{kind: "basic_auth", need: hasSpace, fold: "basic", re: regexp.MustCompile(`(?i)(basic\s+)[A-Za-z0-9+/=]{8,}`), keepGroup: true},
+	{kind: "url_credentials", need: hasColon | hasAt, hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
+	{kind: "aws_secret_key", fold: "secret", fold2: "access", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
+	{kind: "assignment", need: hasEquals, re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
+}
+
+// containsFold reports whether s contains the lower-case ASCII word, ignoring ASCII case.
+func containsFold(s, word string) bool {
+	first := word[0]
+	for i := 0; i+len(word) <= len(s); i++ {
+		if s[i]|0x20 != first {
+			continue
+		}
+		j := 1
+		for j < len(word) && s[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // String returns s with every secret-looking part replaced by a marker.
 func String(s string) string {
-	out, ok := stringBytes([]byte(s))
+	out, ok := redactString(s)
 	if !ok {
 		return s
 	}
 	return out
 }
 
-// stringBytes redacts s and reports whether anything matched.
+// stringBytes redacts s and reports whether anything matched. It reads s in place and
+// allocates only for a string it changes.
 func stringBytes(s []byte) (string, bool) {
 	if len(s) < 8 {
 		return "", false
 	}
-	str := string(s)
+	// The view is read only and never returned: a changed string is a new one.
+	out, ok := redactString(unsafe.String(&s[0], len(s)))
+	if !ok {
+		return "", false
+	}
+	return out, true
+}
+
+// redactString redacts str and reports whether anything matched; unchanged, it returns str.
+func redactString(str string) (string, bool) {
+	if len(str) < 8 {
+		return str, false
+	}
+	have := classes(str)
 	changed := false
-	for _, p := range patterns {
-		if !strings.Contains(str, p.hint) {
+	for i := range patterns {
+		p := &patterns[i]
+		if have&p.need != p.need ||
+			p.hint != "" && !strings.Contains(str, p.hint) ||
+			p.fold != "" && !containsFold(str, p.fold) ||
+			p.fold2 != "" && !containsFold(str, p.fold2) {
 			continue
 		}
 		if !p.re.MatchString(str) {

@@ -58,7 +58,16 @@ func identity(v *fastjson.Value, ev *events.Event) {
 		if roleARN == "" {
 			roleARN = RoleARNFromSession(arn)
 		}
-		id.Id = events.AWSIdentityID(CanonicalARN(roleARN))
+		switch {
+		case roleARN != "":
+			id.Id = events.AWSIdentityID(CanonicalARN(roleARN))
+		case id.PrincipalId != "":
+			// AROA…:session: the role's unique id, without its name.
+			roleID, _, _ := strings.Cut(id.PrincipalId, ":")
+			id.Id = "aws:principal:" + roleID
+		default:
+			id.Id = "aws:unknown"
+		}
 		id.Name = record.Str(issuer, "userName")
 		if id.Name == "" {
 			id.Name = lastSegment(roleARN)
@@ -79,8 +88,12 @@ func identity(v *fastjson.Value, ev *events.Event) {
 		id.Id = events.AWSIdentityID(arnOr(arn, "arn:aws:iam::"+account+":root"))
 		id.Name = "root"
 		id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
-	case "AWSService":
+	case "AWSService", "":
 		svc := record.Str(u, "invokedBy")
+		if typ == "" && (svc == "" || arn != "" || id.PrincipalId != "") {
+			otherIdentity(u, arn, id)
+			break
+		}
 		if svc == "" {
 			svc = record.Str(v, "sourceIPAddress")
 		}
@@ -124,19 +137,24 @@ func identity(v *fastjson.Value, ev *events.Event) {
 		id.Name = user
 		id.Kind = events.IdentityKind_IDENTITY_KIND_HUMAN
 	default:
-		id.Name = record.Str(u, "userName")
-		switch {
-		case arn != "":
-			id.Id = events.AWSIdentityID(CanonicalARN(arn))
-		case id.PrincipalId != "":
-			id.Id = "aws:principal:" + id.PrincipalId
-		case id.Name != "":
-			id.Id = "aws:user-name:" + id.Name
-		default:
-			id.Id = "aws:unknown"
-		}
+		otherIdentity(u, arn, id)
 	}
 	credential(v, u, ctx, ev)
+}
+
+// otherIdentity names a principal of a type nhiwatch does not classify (Unknown, or none).
+func otherIdentity(u *fastjson.Value, arn string, id *events.Identity) {
+	id.Name = record.Str(u, "userName")
+	switch {
+	case arn != "":
+		id.Id = events.AWSIdentityID(CanonicalARN(arn))
+	case id.PrincipalId != "":
+		id.Id = "aws:principal:" + id.PrincipalId
+	case id.Name != "":
+		id.Id = "aws:user-name:" + id.Name
+	default:
+		id.Id = "aws:unknown"
+	}
 }
 
 // hidden is what CloudTrail writes in place of values it will not log.

@@ -42,6 +42,8 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 	entry := v
 	pp := v.Get("protoPayload")
 	switch {
+	case pp == nil && (v.Get("textPayload") != nil || v.Get("jsonPayload") != nil):
+		return nil, fmt.Errorf("%w: gcp log entry carries a text or JSON payload, not an audit log", record.ErrUnsupported)
 	case pp == nil:
 		// The AuditLog payload alone.
 		pp = v
