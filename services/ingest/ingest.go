@@ -24,6 +24,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/awsconf"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/files"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/kafka"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/lookup"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
@@ -53,6 +54,9 @@ type WebhookConfig = webhook.Config
 // WebhookCluster is one cluster allowed to send to a webhook source.
 type WebhookCluster = webhook.Cluster
 
+// KafkaConfig configures a "kafka" source: topics carrying any supported format.
+type KafkaConfig = kafka.Config
+
 // AWSConfig selects the region, credentials and endpoint of AWS clients.
 type AWSConfig = awsconf.Config
 
@@ -76,6 +80,7 @@ type SourceConfig struct {
 	S3SQS   *S3SQSConfig   `yaml:"s3sqs"`
 	Lookup  *LookupConfig  `yaml:"lookup"`
 	Webhook *WebhookConfig `yaml:"webhook"`
+	Kafka   *KafkaConfig   `yaml:"kafka"`
 }
 
 // Config configures the ingest service.
@@ -153,6 +158,7 @@ func (s SourceConfig) validate() error {
 		"s3sqs":   s.S3SQS != nil,
 		"lookup":  s.Lookup != nil,
 		"webhook": s.Webhook != nil,
+		"kafka":   s.Kafka != nil,
 	}
 	if s.Type == "" {
 		return errors.New("type is required")
@@ -186,6 +192,8 @@ func (s SourceConfig) validate() error {
 			return errors.New("a webhook source receives Kubernetes audit events: provider must be k8s")
 		}
 		return s.Webhook.WithDefaults().Validate()
+	case "kafka":
+		return s.Kafka.WithDefaults().Validate()
 	}
 	return nil
 }
@@ -338,6 +346,8 @@ func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyVa
 		return lookup.New(ctx, *sc.Lookup, sk, cursors, lim, log)
 	case "webhook":
 		return webhook.New(*sc.Webhook, sc.Name, newSink, lim, s.deps.Meter, log)
+	case "kafka":
+		return kafka.New(*sc.Kafka, sk, lim, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }

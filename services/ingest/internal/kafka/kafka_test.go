@@ -1,0 +1,230 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/ingesttest"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+)
+
+const testdata = "../../../../testdata"
+
+func lines(t *testing.T, path string) []string {
+	f, err := os.Open(filepath.Join(testdata, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+type env struct {
+	h       *ingesttest.Harness
+	cluster *kfake.Cluster
+	client  *kgo.Client
+	want    []string
+}
+
+func newEnv(t *testing.T, topics ...string) *env {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &env{h: ingesttest.New(t), cluster: c, client: cl}
+}
+
+// produce writes values to a topic and records the record ids the source must publish for
+// them (one per record inside each value).
+func (e *env) produce(t *testing.T, source, topic string, values ...string) {
+	t.Helper()
+	recs := make([]*kgo.Record, len(values))
+	for i, v := range values {
+		recs[i] = &kgo.Record{Topic: topic, Value: []byte(v)}
+	}
+	if err := e.client.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		n := 0
+		split.New(split.DefaultLimits()).Split(r.Value, func(split.Record) error { n++; return nil }, func(split.Rejected) error { return nil })
+		for i := range n {
+			e.want = append(e.want, events.RecordID(source, fmt.Sprintf("kafka:%s/%d@%d#%d", topic, r.Partition, r.Offset, i)))
+		}
+	}
+}
+
+func (e *env) start(t *testing.T, source string, cfg Config) (stop func()) {
+	t.Helper()
+	cfg.Brokers = e.cluster.ListenAddrs()
+	src, err := New(cfg, e.h.Sink(source, events.Provider_PROVIDER_K8S, "auto", "prod"), split.DefaultLimits(), e.h.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { src.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("source did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// committed returns the group's committed offsets summed over partitions.
+func (e *env) committed(t *testing.T, group string) int64 {
+	adm := kadm.NewClient(e.client)
+	offs, err := adm.FetchOffsets(context.Background(), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) { n += o.At })
+	return n
+}
+
+func TestConsumesEveryFormatAcrossARestart(t *testing.T) {
+	e := newEnv(t, "audit")
+	k8s := lines(t, "k8s/audit-log/audit2rbac-demo.log")
+	gcp := lines(t, "gcp/jsonl/gcp_logging.jsonl")
+	trail, err := os.ReadFile(filepath.Join(testdata, "cloudtrail/stratus-red-team/aws.persistence.iam-backdoor-role.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for i := 0; i < 40; i++ {
+		values = append(values, k8s...) // single events
+	}
+	values = append(values, gcp...)                                                                                         // LogEntries
+	values = append(values, `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[`+strings.Join(k8s[:5], ",")+`]}`) // an EventList
+	values = append(values, string(trail))                                                                                  // a CloudTrail array
+	e.produce(t, "bus", "audit", values...)
+	e.produce(t, "bus", "audit", "this is not json\nat all\nreally")
+
+	cfg := Config{Topics: []string{"audit"}, GroupID: "nhiwatch", MaxBatchMessages: 50}
+	stop := e.start(t, "bus", cfg)
+	ingesttest.Eventually(t, 30*time.Second, "a first commit", func() bool { return e.committed(t, "nhiwatch") > 0 })
+	stop()
+	n := len(e.h.Records(t))
+	if n == 0 || n >= len(e.want) {
+		t.Fatalf("after the stop NHI_RAW holds %d of %d records, want a stop part-way", n, len(e.want))
+	}
+
+	e.start(t, "bus", cfg)
+	e.h.WaitRecords(t, len(e.want), 60*time.Second)
+	ingesttest.Eventually(t, 30*time.Second, "every offset committed", func() bool { return e.committed(t, "nhiwatch") == int64(len(values)+1) })
+	ingesttest.CheckOnce(t, e.h.Records(t), e.want)
+
+	dlq := e.h.DLQ(t)
+	if len(dlq) != 1 || !strings.Contains(dlq[0].Error, "not JSON") {
+		t.Errorf("dead letters %+v, want the non-JSON message", dlq)
+	}
+	if !e.h.Has(t, "nhiwatch_ingest_backlog") {
+		t.Error("no backlog (consumer lag) recorded")
+	}
+}
+
+// TestStopsWhileJetStreamIsFull: with NHI_RAW refusing messages, the source neither commits
+// nor drops; once there is room it goes on and stores everything once.
+func TestStopsWhileJetStreamIsFull(t *testing.T) {
+	e := newEnv(t, "audit")
+	k8s := lines(t, "k8s/audit-log/audit2rbac-demo.log")
+	ctx := context.Background()
+	st, err := e.h.Server.JS.Stream(ctx, events.StreamRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	full := info.Config
+	full.MaxMsgs = 10
+	full.Discard = jetstream.DiscardNew
+	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, "bus", "audit", k8s...)
+	e.start(t, "bus", Config{Topics: []string{"audit"}, GroupID: "g", MaxBatchMessages: 5})
+	ingesttest.Eventually(t, 30*time.Second, "a full stream", func() bool {
+		return e.h.Server.StreamMsgs(t, events.StreamRaw) == 10
+	})
+	time.Sleep(time.Second) // the source keeps trying meanwhile
+	if got := e.h.Server.StreamMsgs(t, events.StreamRaw); got > 10 {
+		t.Fatalf("NHI_RAW holds %d messages past its limit", got)
+	}
+	committed := e.committed(t, "g")
+	if committed > 10 {
+		t.Fatalf("committed %d offsets while only 10 messages fit", committed)
+	}
+	full.MaxMsgs = -1
+	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	e.h.WaitRecords(t, len(e.want), 60*time.Second)
+	ingesttest.CheckOnce(t, e.h.Records(t), e.want)
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := Config{Brokers: []string{"b:9092"}, Topics: []string{"t"}, GroupID: "g"}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"ok", func(*Config) {}, true},
+		{"no brokers", func(c *Config) { c.Brokers = nil }, false},
+		{"no topics", func(c *Config) { c.Topics = nil }, false},
+		{"no group", func(c *Config) { c.GroupID = "" }, false},
+		{"bad start", func(c *Config) { c.StartOffset = "middle" }, false},
+		{"bad sasl", func(c *Config) { c.SASL = &SASLConfig{Mechanism: "GSSAPI", Username: "u", PasswordFile: "p"} }, false},
+		{"sasl ok", func(c *Config) { c.SASL = &SASLConfig{Mechanism: "scram-sha-512", Username: "u", PasswordFile: "p"} }, true},
+		{"tls half", func(c *Config) { c.TLS = &TLSConfig{CertFile: "c"} }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			tt.mod(&c)
+			if err := c.WithDefaults().Validate(); (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
