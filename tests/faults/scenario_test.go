@@ -21,8 +21,9 @@ import (
 // database) over a load written while it runs, with faults injected meanwhile.
 type scenario struct {
 	files []load.File
-	// unreadable are files (by Rel) the sources cannot read at all, with why.
-	unreadable map[string]string
+	// want computes what the pipeline must end with once the files are written; nil reads
+	// every file with expect (harness.Pipeline.Expect).
+	want func(p *harness.Pipeline) (*expect.Outcome, error)
 	// interval between two files written.
 	interval time.Duration
 	options  func(*harness.Options)
@@ -72,7 +73,10 @@ func (s scenario) run(t *testing.T) outcome {
 	if err := <-faulted; err != nil {
 		t.Fatalf("inject faults: %v", err)
 	}
-	want, err := p.Expect(s.files, s.unreadable)
+	if s.want == nil {
+		s.want = func(p *harness.Pipeline) (*expect.Outcome, error) { return p.Expect(s.files, nil) }
+	}
+	want, err := s.want(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,7 +179,7 @@ func (t *Templates) Generate(spec Spec) ([]File, error) {
 	if spec.PerFile <= 0 || spec.Identities <= 0 {
 		return nil, errors.New("load: PerFile and Identities must be positive")
 	}
-	g := &generator{t: t, spec: spec, rng: rand.New(rand.NewPCG(uint64(spec.Seed), 0x6e6869))}
+	g := t.generator(spec)
 	var perProvider [3][]File
 	for pi, p := range Providers {
 		n := map[string]int{AWS: spec.AWS, GCP: spec.GCP, K8s: spec.K8s}[p]
@@ -222,6 +222,10 @@ type generator struct {
 	spec Spec
 	rng  *rand.Rand
 	n    int
+}
+
+func (t *Templates) generator(spec Spec) *generator {
+	return &generator{t: t, spec: spec, rng: rand.New(rand.NewPCG(uint64(spec.Seed), 0x6e6869))}
 }
 
 // record derives the next record of provider p from a template.
