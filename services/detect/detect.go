@@ -122,6 +122,9 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := s.startStore(ctx, g, ConsumerStoreFindings, "detect: findings to ClickHouse", events.StreamFindings, events.SubjectsFindings, store.FindingsTable()); err != nil {
 			return err
 		}
+		if err := s.startUsage(ctx, g, DefaultUsageConfig()); err != nil {
+			return err
+		}
 	} else {
 		s.deps.Logger.Warn("no ClickHouse configured: events and findings are not stored")
 	}

@@ -1,6 +1,10 @@
 package detect
 
 import (
+	"context"
+
+	"golang.org/x/sync/errgroup"
+
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/usage"
@@ -57,3 +61,27 @@ func (r *UsageReplay) Observe(ev *events.Event) { r.tracker.Observe(ev) }
 // Reports returns one report per identity seen in the events or listed by the snapshots,
 // sorted by identity.
 func (r *UsageReplay) Reports() []UsageReport { return r.tracker.Reports() }
+
+// ConsumerUsage is the durable consumer that writes permission usage to ClickHouse.
+const ConsumerUsage = "detect-usage"
+
+// UsageConfig configures the grants and usage statistics.
+type UsageConfig = usage.SyncConfig
+
+// DefaultUsageConfig returns the defaults.
+func DefaultUsageConfig() UsageConfig { return usage.DefaultSyncConfig() }
+
+// startUsage starts the usage-vs-granted writers: permission usage from a durable consumer
+// (the store writer), grants and grant usage from the grants sync (its own ordered
+// consumer, its own grant model loaded from the NHI_GRANTS snapshots).
+func (s *Service) startUsage(ctx context.Context, g *errgroup.Group, cfg UsageConfig) error {
+	if err := s.startStore(ctx, g, ConsumerUsage, "detect: permission usage to ClickHouse", events.StreamEvents, events.SubjectsEvents, usage.UsageTable()); err != nil {
+		return err
+	}
+	sync, err := usage.NewSync(cfg, grants.NewModel(), s.deps.ClickHouse, s.deps.JS, s.deps.Logger.With("component", "grants"))
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return sync.Run(ctx) })
+	return nil
+}

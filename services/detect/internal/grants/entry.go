@@ -47,9 +47,9 @@ func (e *Entry) covers(perm string) bool {
 	case events.Provider_PROVIDER_K8S:
 		verb, res := K8sPermission(perm)
 		if e.url != "" {
-			return (e.verb == "*" || e.verb == verb) && k8sURLMatch(e.url, res)
+			return (e.verb == "*" || e.verb == verb) && strings.HasPrefix(res, "/") && k8sURLMatch(e.url, res)
 		}
-		return (e.verb == "*" || e.verb == verb) && k8sResourceMatch(e.res, res)
+		return (e.verb == "*" || e.verb == verb) && !strings.HasPrefix(res, "/") && k8sResourceMatch(e.res, res)
 	}
 	return false
 }
