@@ -30,7 +30,7 @@ var canon = record.NewCanon(
 	"accountId", "principalId", "accessKeyId", "userName", "invokedBy", "sessionContext", "sessionIssuer",
 	"webIdFederationData", "federatedProvider", "attributes", "creationDate", "mfaAuthenticated",
 	"sourceIdentity", "ec2RoleDelivery", "identityProvider", "onBehalfOf", "userId", "credentialId",
-	"inScopeOf", "credentialsIssuedTo", "ARN",
+	"inScopeOf", "credentialsIssuedTo",
 )
 
 // Parse normalizes a parsed CloudTrail record. v is the record itself (envelopes such as
@@ -47,7 +47,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		return nil, err
 	}
 	if version != "" && !strings.HasPrefix(version, "1.") {
-		return nil, fmt.Errorf("%w: cloudtrail eventVersion %.16q (nhiwatch reads 1.x)", record.ErrUnsupported, version)
+		return nil, fmt.Errorf("%w: cloudtrail eventVersion %s (nhiwatch reads 1.x)", record.ErrUnsupported, record.Token(version))
 	}
 	if u := v.Get("userIdentity"); u != nil && u.Type() != fastjson.TypeObject && u.Type() != fastjson.TypeNull {
 		return nil, fmt.Errorf("%w: cloudtrail userIdentity is a JSON %s, not an object", record.ErrMalformed, u.Type())
@@ -288,8 +288,10 @@ func delegation(v *fastjson.Value, ev *events.Event, sc scope) {
 }
 
 // buildExtras keeps the provider details worth having next to the event, redacted and bounded.
-// The temporary credentials an STS call returns are dropped; only their key id is kept, to
-// link the session to the call that created it.
+// responseElements is left out (what the event needs from it, such as created principals,
+// keys and sessions, is already in resources, grant changes and delegation); of the temporary
+// credentials an STS call returns only the key id is kept, to link the session to the call
+// that created it.
 func (p *Parser) buildExtras(v *fastjson.Value) []byte {
 	x := &p.extras
 	x.Reset()
@@ -300,17 +302,13 @@ func (p *Parser) buildExtras(v *fastjson.Value) []byte {
 		x.AddString("sessionCredentialFromConsole", record.Scalar(v, "sessionCredentialFromConsole"))
 	}
 	x.AddString("invokedBy", record.Str(v, "userIdentity", "invokedBy"))
-	if re := record.Object(v, "responseElements"); re != nil {
-		if k := record.Str(re, "credentials", "accessKeyId"); k != "" {
-			x.AddString("issuedCredential", events.AWSSessionCredentialID(k))
-		}
-		re.Del("credentials")
+	if k := record.Str(v, "responseElements", "credentials", "accessKeyId"); k != "" {
+		x.AddString("issuedCredential", events.AWSSessionCredentialID(k))
 	}
 	x.Add("tlsDetails", v.Get("tlsDetails"))
 	x.Add("additionalEventData", v.Get("additionalEventData"))
 	x.Add("serviceEventDetails", v.Get("serviceEventDetails"))
 	x.Add("insightDetails", v.Get("insightDetails"))
 	x.Add("requestParameters", v.Get("requestParameters"))
-	x.Add("responseElements", v.Get("responseElements"))
 	return x.Bytes()
 }

@@ -51,7 +51,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		return nil, fmt.Errorf("%w: gcp protoPayload is a JSON %s, not an object", record.ErrMalformed, pp.Type())
 	}
 	if t := typeOf(pp); t != "" && t != auditLogType {
-		return nil, fmt.Errorf("%w: gcp protoPayload type %.80q is not an audit log", record.ErrUnsupported, t)
+		return nil, fmt.Errorf("%w: gcp protoPayload type %s is not an audit log", record.ErrUnsupported, record.Token(t))
 	}
 	for _, key := range []string{"methodName", "serviceName", "resourceName"} {
 		if x := pp.Get(key); x != nil && x.Type() != fastjson.TypeString && x.Type() != fastjson.TypeNull {

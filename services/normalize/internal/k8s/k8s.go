@@ -48,10 +48,10 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 	switch apiVersion {
 	case "", "audit.k8s.io/v1", "audit.k8s.io/v1beta1":
 	default:
-		return nil, fmt.Errorf("%w: k8s apiVersion %.40q (nhiwatch reads audit.k8s.io/v1 and v1beta1)", record.ErrUnsupported, apiVersion)
+		return nil, fmt.Errorf("%w: k8s apiVersion %s (nhiwatch reads audit.k8s.io/v1 and v1beta1)", record.ErrUnsupported, record.Token(apiVersion))
 	}
 	if kind := record.Str(v, "kind"); kind != "" && kind != "Event" {
-		return nil, fmt.Errorf("%w: k8s kind %.40q, not an audit Event", record.ErrUnsupported, kind)
+		return nil, fmt.Errorf("%w: k8s kind %s, not an audit Event", record.ErrUnsupported, record.Token(kind))
 	}
 	stage := record.Str(v, "stage")
 	switch stage {
@@ -61,7 +61,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		// The same request is logged again at ResponseComplete: keep one event per request.
 		return nil, fmt.Errorf("%w: k8s stage %s (only ResponseComplete and Panic become events)", record.ErrSkipped, stage)
 	default:
-		return nil, fmt.Errorf("%w: k8s stage %.40q", record.ErrUnsupported, stage)
+		return nil, fmt.Errorf("%w: k8s stage is none of RequestReceived, ResponseStarted, ResponseComplete, Panic", record.ErrUnsupported)
 	}
 	when, ok := eventTime(v)
 	if !ok {

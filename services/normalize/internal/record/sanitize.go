@@ -1,6 +1,8 @@
 package record
 
 import (
+	"strings"
+
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/events/redact"
 )
@@ -26,7 +28,12 @@ func RedactEvent(ev *events.Event) {
 		a.Type, a.Category, a.Version = r(a.Type), r(a.Category), r(a.Version)
 	}
 	for _, res := range ev.Resources {
-		res.Id, res.Type, res.Name, res.Namespace, res.Account = r(res.Id), r(res.Type), r(res.Name), r(res.Namespace), r(res.Account)
+		id := r(res.Id)
+		if id != res.Id && res.Name != "" && strings.Contains(res.Id, res.Name) && !strings.Contains(id, res.Name) {
+			// The name was cut from the part of the id that held a secret.
+			res.Name = redact.Marker
+		}
+		res.Id, res.Type, res.Name, res.Namespace, res.Account = id, r(res.Type), r(res.Name), r(res.Namespace), r(res.Account)
 	}
 	if n := ev.Network; n != nil {
 		n.Ip, n.Host, n.UserAgent, n.VpcEndpoint = r(n.Ip), r(n.Host), r(n.UserAgent), r(n.VpcEndpoint)
