@@ -2,6 +2,7 @@
 //
 //	nhiwatch run       [-config FILE] [-exit-when-idle]   all four services in one process
 //	nhiwatch normalize [-format auto|cloudtrail|gcp|k8s] [-cluster NAME] PATH...
+//	nhiwatch replay    [-cluster NAME] [-catalog FILE] PATH...   findings of log files as JSON lines
 //	nhiwatch usage     [-snapshot FILE]... [-cluster NAME] [-gcp-resource RES] [-nhi] PATH...
 //	nhiwatch version
 //
@@ -42,6 +43,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = runCmd(ctx, args[1:], stdout, stderr)
 	case "normalize":
 		err = normalizeCmd(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "usage":
 		err = usageCmd(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -74,6 +77,7 @@ func usage(w io.Writer) {
 commands:
   run         run ingest, normalize, detect and notify in one process
   normalize   print normalized events of log files as JSON lines
+  replay      backtest the detectors on log files: findings as JSON lines
   usage       replay log files against inventory snapshots: granted, used, unused, denied per identity
   version     print the version
 
