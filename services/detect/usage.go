@@ -76,6 +76,9 @@ func DefaultUsageConfig() UsageConfig { return usage.DefaultSyncConfig() }
 // consumer, its own grant model loaded from the NHI_GRANTS snapshots).
 func (s *Service) startUsage(ctx context.Context, g *errgroup.Group, cfg UsageConfig) error {
 	if err := s.startStore(ctx, g, ConsumerUsage, "detect: permission usage to ClickHouse", events.StreamEvents, events.SubjectsEvents, usage.UsageTable()); err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while starting
+		}
 		return err
 	}
 	sync, err := usage.NewSync(cfg, grants.NewModel(), s.deps.ClickHouse, s.deps.JS, s.deps.Logger.With("component", "grants"))

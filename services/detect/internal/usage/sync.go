@@ -147,7 +147,16 @@ func NewSync(cfg SyncConfig, model *grants.Model, conn driver.Conn, js jetstream
 }
 
 // Run loads the stored snapshots, replays NHI_EVENTS and then follows it until ctx ends.
+// A shutdown during start-up is not an error.
 func (s *Sync) Run(ctx context.Context) error {
+	err := s.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Sync) run(ctx context.Context) error {
 	store, err := OpenSnapshotStore(ctx, s.js)
 	if err != nil {
 		return err
