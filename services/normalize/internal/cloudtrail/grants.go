@@ -65,7 +65,7 @@ func (p *Parser) grants(v *fastjson.Value, ev *events.Event, sc scope) {
 			}
 			add(&events.GrantChange{Op: op, Grantee: sc.principalOf(rp), Grant: record.Str(rp, "policyArn"), Mechanism: mech})
 		case "PutUserPolicy", "PutRolePolicy", "PutGroupPolicy":
-			base := events.GrantChange{Op: events.GrantOp_GRANT_OP_ADD, Grantee: sc.principalOf(rp), Grant: record.Str(rp, "policyName"), Mechanism: mech}
+			base := grantBase{op: events.GrantOp_GRANT_OP_ADD, grantee: sc.principalOf(rp), grant: record.Str(rp, "policyName"), mechanism: mech}
 			add(grantsFromPolicy(base, p.policyDoc(rp.Get("policyDocument")))...)
 		case "DeleteUserPolicy", "DeleteRolePolicy", "DeleteGroupPolicy":
 			add(&events.GrantChange{Op: events.GrantOp_GRANT_OP_REMOVE, Grantee: sc.principalOf(rp), Grant: record.Str(rp, "policyName"), Mechanism: mech})
@@ -73,7 +73,7 @@ func (p *Parser) grants(v *fastjson.Value, ev *events.Event, sc scope) {
 			// A version that is not made the default changes nothing yet.
 			if record.Bool(rp, "setAsDefault") {
 				arn := record.Str(rp, "policyArn")
-				base := events.GrantChange{Op: events.GrantOp_GRANT_OP_REPLACE, Grantee: arn, Grant: arn, Mechanism: mech}
+				base := grantBase{op: events.GrantOp_GRANT_OP_REPLACE, grantee: arn, grant: arn, mechanism: mech}
 				add(grantsFromPolicy(base, p.policyDoc(rp.Get("policyDocument")))...)
 			}
 		case "SetDefaultPolicyVersion":
@@ -86,14 +86,14 @@ func (p *Parser) grants(v *fastjson.Value, ev *events.Event, sc scope) {
 			}
 			add(&events.GrantChange{Op: op, Grantee: sc.userID(record.Str(rp, "userName")), Grant: sc.iam("group", record.Str(rp, "groupName")), Mechanism: mech})
 		case "UpdateAssumeRolePolicy":
-			base := events.GrantChange{Op: events.GrantOp_GRANT_OP_REPLACE, Grantee: sc.roleID(record.Str(rp, "roleName")), Grant: "trust_policy", Mechanism: mech}
+			base := grantBase{op: events.GrantOp_GRANT_OP_REPLACE, grantee: sc.roleID(record.Str(rp, "roleName")), grant: "trust_policy", mechanism: mech}
 			add(trustGrants(base, p.policyDoc(rp.Get("policyDocument")))...)
 		case "CreateRole":
 			role := sc.roleID(record.Str(rp, "roleName"))
 			if arn := record.Str(re, "role", "arn"); arn != "" {
 				role = events.AWSIdentityID(CanonicalARN(arn))
 			}
-			base := events.GrantChange{Op: events.GrantOp_GRANT_OP_ADD, Grantee: role, Grant: "trust_policy", Mechanism: mech}
+			base := grantBase{op: events.GrantOp_GRANT_OP_ADD, grantee: role, grant: "trust_policy", mechanism: mech}
 			add(trustGrants(base, p.policyDoc(rp.Get("assumeRolePolicyDocument")))...)
 		case "CreateAccessKey", "DeleteAccessKey", "UpdateAccessKey":
 			// Only for another principal: a key for oneself gives no one new power.

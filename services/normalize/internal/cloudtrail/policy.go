@@ -151,41 +151,48 @@ func isAccountID(s string) bool {
 	return true
 }
 
-// grantsFromPolicy turns a policy document into grant changes, one per statement, using
-// base for every field the document does not decide.
-func grantsFromPolicy(base events.GrantChange, stmts []statement) []*events.GrantChange {
+// grantBase holds what every grant change of one policy document shares.
+type grantBase struct {
+	op                        events.GrantOp
+	grantee, grant, mechanism string
+}
+
+func (b grantBase) change() *events.GrantChange {
+	return &events.GrantChange{Op: b.op, Grantee: b.grantee, Grant: b.grant, Mechanism: b.mechanism}
+}
+
+// grantsFromPolicy turns a policy document into grant changes, one per statement.
+func grantsFromPolicy(base grantBase, stmts []statement) []*events.GrantChange {
 	if len(stmts) == 0 {
-		g := base
-		return []*events.GrantChange{&g}
+		return []*events.GrantChange{base.change()}
 	}
 	out := make([]*events.GrantChange, 0, len(stmts))
 	for _, s := range stmts {
-		g := base
+		g := base.change()
 		g.Deny = s.deny
 		g.Permissions = s.actions
 		g.Scope = strings.Join(s.resources, ",")
 		if len(s.principals) > 0 {
 			g.Principals = s.principals
 		}
-		out = append(out, &g)
+		out = append(out, g)
 	}
 	return out
 }
 
-// trustGrants turns a trust policy into grant changes on role: the principals each statement
-// allows (or denies) to assume it.
-func trustGrants(base events.GrantChange, stmts []statement) []*events.GrantChange {
+// trustGrants turns a trust policy into grant changes on a role: the principals each
+// statement allows (or denies) to assume it.
+func trustGrants(base grantBase, stmts []statement) []*events.GrantChange {
 	var out []*events.GrantChange
 	for _, s := range stmts {
-		g := base
+		g := base.change()
 		g.Deny = s.deny
 		g.Permissions = s.actions
 		g.Principals = uniqueSorted(s.principals)
-		out = append(out, &g)
+		out = append(out, g)
 	}
 	if len(out) == 0 {
-		g := base
-		out = append(out, &g)
+		out = append(out, base.change())
 	}
 	return out
 }
