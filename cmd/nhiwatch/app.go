@@ -140,12 +140,21 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.Ingest.Run(ctx) })
-	g.Go(func() error { return a.Normalize.Run(ctx) })
-	g.Go(func() error { return a.Detect.Run(ctx) })
-	g.Go(func() error { return a.Notify.Run(ctx) })
-	return g.Wait()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Ingest.Run(gctx) })
+	g.Go(func() error { return a.Normalize.Run(gctx) })
+	g.Go(func() error { return a.Detect.Run(gctx) })
+	g.Go(func() error { return a.Notify.Run(gctx) })
+	err := g.Wait()
+	if ctx.Err() != nil {
+		// Stopped from outside: a service interrupted while still setting up (creating a
+		// consumer, say) reports the cancellation as an error, which is no failure here.
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			a.log.Debug("error while stopping", "error", err)
+		}
+		return nil
+	}
+	return err
 }
 
 // WaitIdle returns once every source has finished and every consumer of the pipeline has
