@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nhiwatch/nhiwatch/pkg/platform/base"
+	"github.com/nhiwatch/nhiwatch/pkg/platform/chdb"
 	"github.com/nhiwatch/nhiwatch/pkg/platform/config"
 	"github.com/nhiwatch/nhiwatch/services/notify"
 )
@@ -57,9 +58,20 @@ func realMain(ctx context.Context) error {
 		defer cancel()
 		_ = proc.Close(closeCtx)
 	}()
-	svc, err := notify.New(cfg.Notify, notify.Deps{
+	deps := notify.Deps{
 		Logger: proc.Logger, Meter: proc.Metrics.Meter("nhiwatch/notify"), JS: proc.JS, Streams: cfg.Streams, Out: os.Stdout,
-	})
+	}
+	if cfg.ClickHouse.Enabled() {
+		// Triage changes go to finding_status and finding_status_log; the API lists findings
+		// from the findings table.
+		conn, err := chdb.Open(ctx, cfg.ClickHouse)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		deps.ClickHouse = conn
+	}
+	svc, err := notify.New(cfg.Notify, deps)
 	if err != nil {
 		return err
 	}
