@@ -20,6 +20,7 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/events/eventstest"
+	"github.com/nhiwatch/nhiwatch/pkg/platform/chdbtest"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/kafkasink"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/ocsf/ocsftest"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/pagerduty"
@@ -511,5 +512,35 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)
+	}
+}
+
+func TestStatusChangesReachClickHouse(t *testing.T) {
+	conn, _ := chdbtest.Open(t)
+	h := start(t, func(c *Config) { c.Routes = nil }, func(d *Deps) { d.ClickHouse = conn })
+	f := testfixture.Finding()
+	h.publish(f, f.Id) // the store falls back to nothing: ClickHouse has no findings row yet
+	ev, _ := json.Marshal(f.Evidence)
+	b, err := conn.PrepareBatch(context.Background(), "INSERT INTO findings (finding_id, detector, severity, identity_id, cause, evidence, event_time, version)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Append(f.Id, f.Detector, "critical", f.Identity.Id, f.Cause, string(ev), time.Unix(0, f.TimeUnixNano), uint64(1))
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	h.change(f.Id, triage.StatusAcknowledged, "on it", time.Time{})
+	h.change(f.Id, triage.StatusResolved, "fixed", time.Time{})
+	h.eventually("the changes in ClickHouse", func() bool {
+		var n uint64
+		err := conn.QueryRow(context.Background(), "SELECT count() FROM finding_status_log WHERE finding_id = ?", f.Id).Scan(&n)
+		return err == nil && n == 2
+	})
+	var status, prev string
+	if err := conn.QueryRow(context.Background(), "SELECT status, previous_status FROM finding_status FINAL WHERE finding_id = ?", f.Id).Scan(&status, &prev); err != nil {
+		t.Fatal(err)
+	}
+	if status != "resolved" || prev != "acknowledged" {
+		t.Errorf("finding_status = %s (from %s), want resolved from acknowledged", status, prev)
 	}
 }

@@ -390,7 +390,7 @@ func (s *Store) listClickHouse(ctx context.Context, flt Filter, changed map[stri
 		sort.Strings(ids)
 		if flt.Status == StatusOpen {
 			if len(ids) > 0 {
-				where = append(where, "finding_id NOT IN (?)")
+				where = append(where, "NOT has(?, finding_id)")
 				args = append(args, ids)
 			}
 		} else {
@@ -403,7 +403,7 @@ func (s *Store) listClickHouse(ctx context.Context, flt Filter, changed map[stri
 			if len(match) == 0 {
 				return nil, nil
 			}
-			where = append(where, "finding_id IN (?)")
+			where = append(where, "has(?, finding_id)")
 			args = append(args, match)
 		}
 	}
