@@ -90,7 +90,7 @@ func TestAuthenticationIsRequired(t *testing.T) {
 	c := ts.Client()
 	tests := []struct {
 		name, method, path, token, body string
-		want                             int
+		want                            int
 	}{
 		{"no token", "GET", "/v1/findings", "", "", 401},
 		{"wrong token", "GET", "/v1/findings", "alice-token-0123456789abcdeX", "", 401},
