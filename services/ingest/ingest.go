@@ -26,6 +26,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/files"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/kafka"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/lookup"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/pubsub"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
@@ -57,6 +58,10 @@ type WebhookCluster = webhook.Cluster
 // KafkaConfig configures a "kafka" source: topics carrying any supported format.
 type KafkaConfig = kafka.Config
 
+// PubSubConfig configures a "pubsub" source: GCP audit logs from a Logging sink's
+// subscription.
+type PubSubConfig = pubsub.Config
+
 // AWSConfig selects the region, credentials and endpoint of AWS clients.
 type AWSConfig = awsconf.Config
 
@@ -81,6 +86,7 @@ type SourceConfig struct {
 	Lookup  *LookupConfig  `yaml:"lookup"`
 	Webhook *WebhookConfig `yaml:"webhook"`
 	Kafka   *KafkaConfig   `yaml:"kafka"`
+	PubSub  *PubSubConfig  `yaml:"pubsub"`
 }
 
 // Config configures the ingest service.
@@ -159,6 +165,7 @@ func (s SourceConfig) validate() error {
 		"lookup":  s.Lookup != nil,
 		"webhook": s.Webhook != nil,
 		"kafka":   s.Kafka != nil,
+		"pubsub":  s.PubSub != nil,
 	}
 	if s.Type == "" {
 		return errors.New("type is required")
@@ -194,6 +201,8 @@ func (s SourceConfig) validate() error {
 		return s.Webhook.WithDefaults().Validate()
 	case "kafka":
 		return s.Kafka.WithDefaults().Validate()
+	case "pubsub":
+		return s.PubSub.WithDefaults().Validate()
 	}
 	return nil
 }
@@ -348,6 +357,8 @@ func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyVa
 		return webhook.New(*sc.Webhook, sc.Name, newSink, lim, s.deps.Meter, log)
 	case "kafka":
 		return kafka.New(*sc.Kafka, sk, lim, log)
+	case "pubsub":
+		return pubsub.New(*sc.PubSub, sk, lim, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }

@@ -231,7 +231,6 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		for _, m := range msgs {
 			lag[m.Topic+"/"+strconv.Itoa(m.Partition)] = max(0, m.HighWaterMark-m.Offset-1)
-			s.sink.ObserveLag(ctx, m.Time)
 		}
 		var total int64
 		for _, n := range lag {
