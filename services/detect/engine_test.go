@@ -114,13 +114,14 @@ func publishEvents(t *testing.T, js jetstream.JetStream, p uint32, evs []*events
 
 type worker struct {
 	svc    *detect.Service
+	nc     *nats.Conn
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func startWorker(t *testing.T, srv *eventstest.Server, sc streams.Config, id string) *worker {
 	t.Helper()
-	_, js := srv.Connect(t)
+	nc, js := srv.Connect(t)
 	cfg := detect.DefaultConfig()
 	cfg.WorkerID = id
 	cfg.LeaseTTL = 2 * time.Second
@@ -132,7 +133,7 @@ func startWorker(t *testing.T, srv *eventstest.Server, sc streams.Config, id str
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &worker{svc: svc, cancel: cancel, done: make(chan error, 1)}
+	w := &worker{svc: svc, nc: nc, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- svc.Run(ctx) }()
 	t.Cleanup(func() { w.stop(t) })
 	return w
@@ -345,6 +346,37 @@ func TestWorkersSharePartitions(t *testing.T) {
 		t.Errorf("%d finding messages for %d ids", n, len(got))
 	}
 	t.Logf("worker w1 held %v; %d findings", stolen, len(got))
+}
+
+// TestWorkerCrash cuts a worker off from NATS in the middle of the stream, as a crash would:
+// it can neither checkpoint nor renew or release its leases. The other worker takes its
+// partitions over once the leases expire, replays from their checkpoints, and the findings
+// are still exactly those of an uninterrupted run.
+func TestWorkerCrash(t *testing.T) {
+	const p = 4
+	evs := workload(300)
+	want := reference(t, evs, p)
+	srv := eventstest.Start(t)
+	sc := srv.Streams
+	sc.Partitions = p
+	crash := startWorker(t, srv, sc, "crash")
+	waitFor(t, "the first worker to hold every partition", 30*time.Second, func() bool { return len(crash.svc.Partitions()) == p })
+	survivor := startWorker(t, srv, sc, "survivor")
+	publishEvents(t, srv.JS, p, evs, 16)
+	waitFor(t, "some progress", time.Minute, func() bool {
+		acked, _ := progress(t, srv.JS, p)
+		return acked > 0
+	})
+	crash.nc.Close()
+	waitFor(t, "the survivor to take every partition over", 30*time.Second, func() bool { return len(survivor.svc.Partitions()) == p })
+	waitFor(t, "the stream to drain", time.Minute, idle(t, srv.JS, p))
+	got, n := findingIDs(t, srv.JS)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("findings differ from an uninterrupted run (-want +got):\n%s", diff)
+	}
+	if n != len(got) {
+		t.Errorf("%d finding messages for %d ids", n, len(got))
+	}
 }
 
 type testWriter struct{ t *testing.T }

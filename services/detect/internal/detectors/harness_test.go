@@ -117,3 +117,8 @@ func sortSummaries(s []summary) []summary {
 	sort.Slice(s, func(i, j int) bool { return fmt.Sprint(s[i]) < fmt.Sprint(s[j]) })
 	return s
 }
+
+// ingestRead calls fn with every record of a file, as ingest reads it.
+func ingestRead(path string, fn func([]byte)) error {
+	return ingest.ReadFile(path, func(_ int, data []byte) error { fn(data); return nil }, func(int, error) error { return nil })
+}
