@@ -64,32 +64,29 @@ func NewConsumerLag(meter metric.Meter, js jetstream.JetStream, streams []string
 		return nil, errors.New("telemetry.NewConsumerLag: meter, jetstream and logger are required")
 	}
 	l := &ConsumerLag{js: js, streams: streams, log: log}
-	var (
-		insts [7]metric.Int64ObservableGauge
-		age   metric.Float64ObservableGauge
-		err   error
-	)
-	defs := []struct {
-		name, desc string
-	}{
-		{MetricConsumerPending, "messages of the stream the durable consumer has not been delivered yet (its backlog)"},
-		{MetricConsumerAckPending, "messages delivered to the consumer and not acknowledged yet"},
-		{MetricConsumerRedelivered, "messages delivered more than once and not acknowledged yet"},
-		{MetricConsumerWaiting, "pull requests waiting on the consumer (idle workers)"},
-		{MetricStreamMessages, "messages stored in the stream"},
-		{MetricStreamBytes, "bytes stored in the stream"},
-		{MetricStreamReplicasBehind, "replicas of the stream that are offline or not current"},
-	}
-	for i, d := range defs {
-		if insts[i], err = meter.Int64ObservableGauge(d.name, metric.WithDescription(d.desc)); err != nil {
-			return nil, fmt.Errorf("consumer lag gauge %s: %w", d.name, err)
+	var errs []error
+	gauge := func(name, desc string) metric.Int64ObservableGauge {
+		g, err := meter.Int64ObservableGauge(name, metric.WithDescription(desc))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("consumer lag gauge %s: %w", name, err))
 		}
+		return g
 	}
-	if age, err = meter.Float64ObservableGauge(MetricLagPollAge,
-		metric.WithDescription("seconds since the lag gauges were last refreshed from JetStream"), metric.WithUnit("s")); err != nil {
-		return nil, fmt.Errorf("consumer lag gauge: %w", err)
+	pending := gauge(MetricConsumerPending, "messages of the stream the durable consumer has not been delivered yet (its backlog)")
+	ackPending := gauge(MetricConsumerAckPending, "messages delivered to the consumer and not acknowledged yet")
+	redelivered := gauge(MetricConsumerRedelivered, "messages delivered more than once and not acknowledged yet")
+	waiting := gauge(MetricConsumerWaiting, "pull requests waiting on the consumer (idle workers)")
+	msgs := gauge(MetricStreamMessages, "messages stored in the stream")
+	bytes := gauge(MetricStreamBytes, "bytes stored in the stream")
+	behind := gauge(MetricStreamReplicasBehind, "replicas of the stream that are offline or not current")
+	age, err := meter.Float64ObservableGauge(MetricLagPollAge,
+		metric.WithDescription("seconds since the lag gauges were last refreshed from JetStream"), metric.WithUnit("s"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("consumer lag gauge: %w", err))
 	}
-	pending, ackPending, redelivered, waiting, msgs, bytes, behind := insts[0], insts[1], insts[2], insts[3], insts[4], insts[5], insts[6]
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	l.reg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
