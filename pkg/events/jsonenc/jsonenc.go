@@ -4,6 +4,8 @@
 package jsonenc
 
 import (
+	"math"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -39,10 +41,67 @@ func Append(dst []byte, v *fastjson.Value) []byte {
 	case fastjson.TypeString:
 		s, _ := v.StringBytes()
 		return AppendString(dst, s)
+	case fastjson.TypeNumber:
+		// fastjson accepts numbers JSON does not (00, +1, .5, NaN, Inf): keep a number as
+		// written when it is valid JSON, else write its value, or null when it has none.
+		start := len(dst)
+		dst = v.MarshalTo(dst)
+		if validNumber(dst[start:]) {
+			return dst
+		}
+		dst = dst[:start]
+		f, err := v.Float64()
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return append(dst, "null"...)
+		}
+		return strconv.AppendFloat(dst, f, 'g', -1, 64)
 	default:
-		// Numbers, true, false and null are kept as parsed.
+		// true, false and null are kept as parsed.
 		return v.MarshalTo(dst)
 	}
+}
+
+// validNumber reports whether b is a number as RFC 8259 defines it:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func validNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	return i == len(b)
 }
 
 const hex = "0123456789abcdef"

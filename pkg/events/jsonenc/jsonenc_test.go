@@ -60,3 +60,17 @@ func touch(v *fastjson.Value) {
 		}
 	}
 }
+
+// fastjson reads numbers JSON does not allow; Append must still write valid JSON.
+func TestAppendLenientNumbers(t *testing.T) {
+	for _, in := range []string{`[00]`, `[-01.5]`, `[1.]`, `[.5]`, `[1e5]`, `[-0]`, `[1E+2]`, `[0.25e-3]`, `[nan]`, `[inf]`, `[-inf]`} {
+		v, err := fastjson.Parse(in)
+		if err != nil {
+			continue
+		}
+		out := jsonenc.Append(nil, v)
+		if !json.Valid(out) {
+			t.Errorf("Append(%s) = %s, not valid JSON", in, out)
+		}
+	}
+}

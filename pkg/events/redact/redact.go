@@ -234,6 +234,8 @@ const (
 	hasJ
 	hasX
 	hasZ
+	// hasSe: "se" in any case, which "secret" needs.
+	hasSe
 )
 
 var classOf = func() (t [256]byteClass) {
@@ -245,8 +247,15 @@ var classOf = func() (t [256]byteClass) {
 
 func classes(s string) byteClass {
 	var c byteClass
+	var prev byte
 	for i := 0; i < len(s); i++ {
-		c |= classOf[s[i]]
+		b := s[i]
+		c |= classOf[b]
+		lower := b | 0x20
+		if prev == 's' && lower == 'e' {
+			c |= hasSe
+		}
+		prev = lower
 	}
 	return c
 }
@@ -265,7 +274,7 @@ var patterns = []pattern{
 	{kind: "bearer", need: hasSpace, fold: "bearer", re: regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}`), keepGroup: true},
 	{kind: "basic_auth", need: hasSpace, fold: "basic", re: regexp.MustCompile(`(?i)(basic\s+)[A-Za-z0-9+/=]{8,}`), keepGroup: true},
 	{kind: "url_credentials", need: hasColon | hasAt, hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
-	{kind: "aws_secret_key", fold: "secret", fold2: "access", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
+	{kind: "aws_secret_key", need: hasSe, fold: "secret", fold2: "access", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
 	{kind: "assignment", need: hasEquals, re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
 }
 

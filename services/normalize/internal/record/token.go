@@ -7,7 +7,7 @@ import (
 
 // tokenStarts are the shapes of the identifiers an error may name: versions, API versions,
 // payload types and kinds, as the providers define them.
-var tokenStarts = []string{"1.", "2.", "0.", "audit.k8s.io/", "type.googleapis.com/"}
+var tokenStarts = []string{"audit.k8s.io/", "type.googleapis.com/"}
 
 // Token returns a record's version or type identifier for an error message when it has the
 // shape of one (a version number, audit.k8s.io/…, type.googleapis.com/…, at most 100 bytes of
@@ -17,6 +17,9 @@ func Token(s string) string {
 	for i := 0; ok && i < len(s); i++ {
 		c := s[i]
 		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '/' || c == '_' || c == '-'
+	}
+	if ok && strings.Trim(s, "0123456789.") == "" && len(s) <= 16 {
+		return strconv.Quote(s) // a version number
 	}
 	if ok {
 		for _, p := range tokenStarts {
