@@ -53,9 +53,9 @@ func TestServiceDeadLettersBadRecords(t *testing.T) {
 	good := readRecords(t, admin) // AttachUserPolicy, CreateAccessKey, CreateUser
 	const secret = "Planted-Password-Value-42"
 	bad := [][]byte{
-		[]byte(`{"eventVersion":"1.08","password":"` + secret + `",`),                                                                               // not JSON
+		[]byte(`{"eventVersion":"1.08","password":"` + secret + `",`),                                                                              // not JSON
 		[]byte(`{"eventVersion":"9.0","eventID":"x","eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"GetObject"}`), // unknown version
-		[]byte(`{"eventVersion":"1.08","eventSource":"s3.amazonaws.com","eventName":"GetObject"}`),                                                  // no time
+		[]byte(`{"eventVersion":"1.08","eventSource":"s3.amazonaws.com","eventName":"GetObject"}`),                                                 // no time
 		[]byte("{\"eventName\":\"\xff\"}"), // not UTF-8
 	}
 	skipped := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"RequestReceived","verb":"get","user":{"username":"u"},"requestReceivedTimestamp":"2024-01-01T00:00:00Z"}`)
@@ -132,7 +132,7 @@ func TestServiceDeadLettersBadRecords(t *testing.T) {
 
 	counts := counters(t, reader)
 	for key, want := range map[string]int64{
-		"nhiwatch_normalize_records":                      int64(len(recs)),
+		"nhiwatch_normalize_records":                       int64(len(recs)),
 		"nhiwatch_normalize_rejected/reason=malformed":     2,
 		"nhiwatch_normalize_rejected/reason=unsupported":   1,
 		"nhiwatch_normalize_rejected/reason=missing_field": 1,
