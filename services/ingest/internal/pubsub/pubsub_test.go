@@ -128,11 +128,12 @@ func synthetic(i int) string {
 func TestReceivesAcrossARestart(t *testing.T) {
 	e := newEnv(t)
 	e.publish(logEntries(t)...)
-	for i := range 400 {
+	for i := range 200 {
 		e.publish(synthetic(i))
 	}
 	e.srv.Publish("projects/"+project+"/topics/audit-logs", []byte("not a log entry"), nil)
-	cfg := Config{MaxOutstandingMessages: 20}
+	// Messages held by the stopped reader come back when their (short) deadline passes.
+	cfg := Config{MaxOutstandingMessages: 20, AckExtension: 10 * time.Second}
 	stop := e.start(t, cfg)
 	ingesttest.Eventually(t, 30*time.Second, "some records", func() bool { return len(e.h.Records(t)) >= 50 })
 	stop()
