@@ -43,6 +43,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = runCmd(ctx, args[1:], stdout, stderr)
 	case "normalize":
 		err = normalizeCmd(ctx, args[1:], stdout, stderr)
+	case "findings":
+		err = findingsCmd(ctx, args[1:], stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "usage":
@@ -77,6 +79,7 @@ func usage(w io.Writer) {
 commands:
   run         run ingest, normalize, detect and notify in one process
   normalize   print normalized events of log files as JSON lines
+  findings    list, show and triage findings (ack, resolve, suppress, reopen)
   replay      backtest the detectors on log files: findings as JSON lines
   usage       replay log files against inventory snapshots: granted, used, unused, denied per identity
   version     print the version
