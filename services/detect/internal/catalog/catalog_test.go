@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,4 +132,21 @@ func TestHolderReload(t *testing.T) {
 	if h.Check() || h.Get().Rules[0].Owner != "two" {
 		t.Fatal("a bad catalog replaced the good one")
 	}
+}
+
+func FuzzParse(f *testing.F) {
+	if data, err := os.ReadFile("../../../../examples/catalog.yaml"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("identities:\n  - match: x\n    boundary: {cidrs: [10.0.0.0/8], hours: '8-18'}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error without ErrInvalid: %v", err)
+			}
+			return
+		}
+		c.Match("aws:arn:aws:iam::1:role/x")
+	})
 }

@@ -202,7 +202,7 @@ func (d *Detector) learned(c *ctx, agentReported bool) {
 	if r := ev.GetNetwork().GetRegion(); r != "" && s.Sat&state.SatRegions == 0 && !s.HasRegion(netclass.Hash32(r)) {
 		vs = append(vs, violation{"region", r, ""})
 	}
-	if c.family != "" && !agentReported && s.Sat&state.SatAgents == 0 && !s.HasAgent(netclass.Hash32(c.family)) {
+	if c.family != "" && c.class != netclass.AgentService && !agentReported && s.Sat&state.SatAgents == 0 && !s.HasAgent(netclass.Hash32(c.family)) {
 		vs = append(vs, violation{"client", c.family, ""})
 	}
 	if cl := ev.GetNetwork().GetCluster(); cl != "" && s.Sat&state.SatClusters == 0 && !s.HasCluster(netclass.Hash32(cl)) {

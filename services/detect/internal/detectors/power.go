@@ -88,6 +88,9 @@ func GrantPower(g *events.GrantChange) (uint8, string) {
 		}
 	}
 	name := strings.ToLower(g.GetGrant())
+	if strings.Contains(name, "awscompromisedkeyquarantine") || strings.Contains(name, "awsdenyall") {
+		return PowerNone, "" // AWS's quarantine and deny-all policies take power away
+	}
 	short := name
 	if i := strings.LastIndexByte(short, '/'); i >= 0 && !strings.HasPrefix(short, "roles/") {
 		short = short[i+1:]
@@ -182,9 +185,7 @@ func isTrust(g *events.GrantChange) bool {
 	if g.GetGrant() == "trust_policy" {
 		return true
 	}
-	switch g.GetMechanism() {
-	case "update_assume_role_policy", "create_role":
-		return true
-	}
-	return false
+	// AWS CreateRole carries its trust policy as grant "trust_policy"; GCP's CreateRole is a
+	// custom role, not a trust.
+	return g.GetMechanism() == "update_assume_role_policy"
 }

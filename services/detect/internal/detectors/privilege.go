@@ -64,13 +64,28 @@ func identityGrant(g *events.GrantChange) bool {
 		strings.HasSuffix(m, "bucket_policy") || strings.HasSuffix(m, "key_policy") || strings.HasSuffix(m, "repository_policy") {
 		return false
 	}
-	if m == "create_policy_version" || m == "set_default_policy_version" {
-		return strings.Contains(g.Grantee, ":policy/")
+	if definitionGrant(g) {
+		return true
 	}
 	if !isIdentityID(g.Grantee) || strings.HasSuffix(g.Grantee, ":root") || strings.HasPrefix(g.Grantee, "aws:service:") {
 		return false
 	}
 	return true
+}
+
+// definitionGrant reports whether a grant change rewrites what a grant itself allows — a
+// managed policy's default version, a GCP custom role, a Kubernetes (Cluster)Role's rules —
+// rather than giving a grant to an identity: every identity holding it gains the power.
+func definitionGrant(g *events.GrantChange) bool {
+	switch g.Mechanism {
+	case "create_policy_version", "set_default_policy_version":
+		return strings.Contains(g.Grantee, ":policy/")
+	case "create_role", "update_role", "undelete_role":
+		return strings.Contains(g.Grantee, "roles/")
+	case "role_rules":
+		return true
+	}
+	return false
 }
 
 // grant handles a policy, role, binding or group grant.
@@ -81,7 +96,9 @@ func (d *Detector) grant(c *ctx, g *events.GrantChange) {
 		// more powerful, which only its grants tell.
 		power, why = passedRolePower(g, d.env.Expander)
 	}
-	if power == PowerNone {
+	if power == PowerNone || (definitionGrant(g) || c.kind == events.IdentityKind_IDENTITY_KIND_CONTROL_PLANE) && power < PowerEscalate {
+		// A role or policy rewritten to allow reads or ordinary writes is routine, and so
+		// is the control plane granting ordinary roles.
 		return
 	}
 	actor := c.ev.Identity
@@ -130,8 +147,8 @@ func (d *Detector) grant(c *ctx, g *events.GrantChange) {
 		mitre = []string{"T1098.006"}
 	}
 	title := grantee + " gained " + shortGrant(g.Grant) + " (" + PowerLabel(power) + ")"
-	if strings.Contains(g.Grantee, ":policy/") {
-		title = "Policy " + grantee + " now grants " + PowerLabel(power) + " power to every identity it is attached to"
+	if definitionGrant(g) {
+		title = shortGrant(g.Grant) + " now grants " + PowerLabel(power) + " power to every identity that holds it"
 	}
 	d.emit(c, draft{
 		detector: PrivilegeExpansion,
@@ -254,6 +271,11 @@ func passedRolePower(g *events.GrantChange, x Expander) (uint8, string) {
 func (d *Detector) credentialFor(c *ctx, target, credID, mech string) {
 	actor := c.ev.Identity
 	if target == "" {
+		return
+	}
+	if c.kind == events.IdentityKind_IDENTITY_KIND_CONTROL_PLANE {
+		// Kubelets mint tokens for the pods they run, AWS services keys for their own
+		// service-linked work: the platform doing its job.
 		return
 	}
 	self := target == actor.Id
