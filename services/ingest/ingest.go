@@ -30,6 +30,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/s3sqs"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/tail"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/webhook"
 )
 
@@ -62,6 +63,10 @@ type KafkaConfig = kafka.Config
 // subscription.
 type PubSubConfig = pubsub.Config
 
+// TailConfig configures a "tail" source: growing log files followed line by line across
+// rotations (a Kubernetes API server's audit log).
+type TailConfig = tail.Config
+
 // AWSConfig selects the region, credentials and endpoint of AWS clients.
 type AWSConfig = awsconf.Config
 
@@ -87,6 +92,7 @@ type SourceConfig struct {
 	Webhook *WebhookConfig `yaml:"webhook"`
 	Kafka   *KafkaConfig   `yaml:"kafka"`
 	PubSub  *PubSubConfig  `yaml:"pubsub"`
+	Tail    *TailConfig    `yaml:"tail"`
 }
 
 // Config configures the ingest service.
@@ -166,6 +172,7 @@ func (s SourceConfig) validate() error {
 		"webhook": s.Webhook != nil,
 		"kafka":   s.Kafka != nil,
 		"pubsub":  s.PubSub != nil,
+		"tail":    s.Tail != nil,
 	}
 	if s.Type == "" {
 		return errors.New("type is required")
@@ -203,6 +210,8 @@ func (s SourceConfig) validate() error {
 		return s.Kafka.WithDefaults().Validate()
 	case "pubsub":
 		return s.PubSub.WithDefaults().Validate()
+	case "tail":
+		return s.Tail.WithDefaults().Validate()
 	}
 	return nil
 }
@@ -359,6 +368,8 @@ func (s *Service) build(ctx context.Context, sc SourceConfig, kv jetstream.KeyVa
 		return kafka.New(*sc.Kafka, sk, lim, log)
 	case "pubsub":
 		return pubsub.New(*sc.PubSub, sk, lim, log)
+	case "tail":
+		return tail.New(*sc.Tail, sk, cursors, lim, log)
 	}
 	return nil, fmt.Errorf("unknown type %q", sc.Type)
 }
