@@ -82,6 +82,7 @@ func GrantPower(g *events.GrantChange) (uint8, string) {
 		return PowerNone, ""
 	}
 	best, why := PowerNone, ""
+	gname := shortGrant(g.GetGrant())
 	raise := func(p uint8, reason string) {
 		if p > best {
 			best, why = p, reason
@@ -97,15 +98,15 @@ func GrantPower(g *events.GrantChange) (uint8, string) {
 	}
 	switch {
 	case adminGrants[short] || adminGrants[name]:
-		raise(PowerAdmin, g.GetGrant()+" is admin-equivalent")
+		raise(PowerAdmin, gname+" is admin-equivalent")
 	case escalateGrants[short] || escalateGrants[name]:
-		raise(PowerEscalate, g.GetGrant()+" lets the grantee escalate or act as others")
+		raise(PowerEscalate, gname+" lets the grantee escalate or act as others")
 	case strings.HasPrefix(name, "roles/") && strings.HasSuffix(name, "admin"):
-		raise(PowerEscalate, g.GetGrant()+" is an administrator role")
+		raise(PowerEscalate, gname+" is an administrator role")
 	case strings.HasSuffix(short, "fullaccess"):
-		raise(PowerWrite, g.GetGrant()+" grants full access to a service")
+		raise(PowerWrite, gname+" grants full access to a service")
 	case readGrants[short] || readGrants[name] || strings.HasSuffix(short, "readonlyaccess") || strings.HasSuffix(name, ".viewer"):
-		raise(PowerRead, g.GetGrant()+" is read-only")
+		raise(PowerRead, gname+" is read-only")
 	}
 	for _, p := range g.GetPermissions() {
 		lp, reason := permissionPower(p)
@@ -122,11 +123,11 @@ func GrantPower(g *events.GrantChange) (uint8, string) {
 		lower := name
 		switch {
 		case strings.Contains(lower, "admin"):
-			raise(PowerEscalate, g.GetGrant()+" is named as an administrator grant")
+			raise(PowerEscalate, gname+" is named as an administrator grant")
 		case strings.Contains(lower, "readonly") || strings.Contains(lower, "read-only") || strings.Contains(lower, "viewer"):
-			raise(PowerRead, g.GetGrant()+" is named read-only")
+			raise(PowerRead, gname+" is named read-only")
 		default:
-			raise(PowerWrite, g.GetGrant()+" grants unknown permissions")
+			raise(PowerWrite, gname+" grants unknown permissions")
 		}
 	}
 	return best, why

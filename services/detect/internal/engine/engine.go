@@ -23,6 +23,7 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
+	"github.com/nhiwatch/nhiwatch/pkg/platform/telemetry"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/detectors"
 )
 
@@ -71,8 +72,9 @@ type running struct {
 
 type metrics struct {
 	events, findings, states, deadLettered metric.Int64Counter
-	checkpoint, latency                    metric.Float64Histogram
+	checkpoint                             metric.Float64Histogram
 	owned                                  metric.Int64UpDownCounter
+	pipeline                               *telemetry.Pipeline
 }
 
 // New returns an Engine. The buckets are created if missing.
@@ -111,7 +113,7 @@ func New(ctx context.Context, cfg Config, js jetstream.JetStream, sc streams.Con
 	if e.m.checkpoint, err = meter.Float64Histogram("nhiwatch_detect_checkpoint_seconds", metric.WithDescription("time to make a partition's work durable"), metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
-	if e.m.latency, err = meter.Float64Histogram("nhiwatch_detect_finding_latency_seconds", metric.WithDescription("event received by ingest → finding published"), metric.WithUnit("s")); err != nil {
+	if e.m.pipeline, err = telemetry.NewPipeline(meter); err != nil {
 		return nil, err
 	}
 	if e.m.owned, err = meter.Int64UpDownCounter("nhiwatch_detect_partitions_owned", metric.WithDescription("partitions this worker holds")); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
+	"github.com/nhiwatch/nhiwatch/pkg/platform/telemetry"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/state"
 )
 
@@ -231,7 +232,7 @@ func (r *runner) publish(ctx context.Context, f *events.Finding, in nats.Header)
 	r.futures = append(r.futures, pubFuture{m, fut})
 	r.e.m.findings.Add(ctx, 1, metric.WithAttributes(attribute.String("detector", f.Detector), attribute.String("severity", f.Severity.Label())))
 	if f.ReceivedUnixNano > 0 {
-		r.e.m.latency.Record(ctx, time.Since(time.Unix(0, f.ReceivedUnixNano)).Seconds(), metric.WithAttributes(attribute.String("detector", f.Detector)))
+		r.e.m.pipeline.SinceReceived(ctx, telemetry.StageFindingPublished, time.Unix(0, f.ReceivedUnixNano), telemetry.AttrDetector.String(f.Detector))
 	}
 	return nil
 }
