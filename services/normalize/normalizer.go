@@ -28,7 +28,23 @@ var (
 	ErrSkipped = record.ErrSkipped
 	// ErrTooLarge marks a record over the size limit.
 	ErrTooLarge = errors.New("record too large")
+	// ErrUndetected marks a record whose provider auto-detection cannot tell (it is also
+	// ErrUnsupported); a caller that knows the format may retry with it.
+	ErrUndetected = fmt.Errorf("%w: cannot tell which provider wrote the record", ErrUnsupported)
 )
+
+// FormatOf returns the format name ("cloudtrail", "gcp" or "k8s") of a provider's events.
+func FormatOf(p events.Provider) string {
+	switch p {
+	case events.Provider_PROVIDER_AWS:
+		return "cloudtrail"
+	case events.Provider_PROVIDER_GCP:
+		return "gcp"
+	case events.Provider_PROVIDER_K8S:
+		return "k8s"
+	}
+	return ""
+}
 
 // MaxRecordBytes bounds one record.
 const MaxRecordBytes = 1 << 20
@@ -87,7 +103,7 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 	case "gcp":
 		ev, err = n.gcp.Parse(v, in)
 	case "":
-		return nil, fmt.Errorf("%w: cannot tell which provider wrote the record", ErrUnsupported)
+		return nil, ErrUndetected
 	default:
 		return nil, fmt.Errorf("%w: unknown format %.32q", ErrUnsupported, format)
 	}
