@@ -114,10 +114,8 @@ func (d *Detector) declared(c *ctx, b *catalog.Boundary) {
 func (d *Detector) workload(c *ctx) bool {
 	ev := c.ev
 	cred := ev.GetCredential()
-	var reasons, causes []string
-	mitre := []string{"T1078.004"}
-	owasp := []string{NHI2SecretLeakage}
-	agent := false
+	var reasons, causes, mitre []string
+	agent, humanClient := false, false
 	switch {
 	case cred.GetDelivery() == "ec2_role_delivery":
 		instance := cred.GetIssuedTo()
@@ -137,9 +135,7 @@ func (d *Detector) workload(c *ctx) bool {
 			reasons = append(reasons, "it was issued to EC2 instance "+instance+" but used by client "+quote(ua)+", not an AWS SDK, CLI or agent a workload runs")
 			causes = append(causes, "unusual_client="+c.family)
 			agent = true
-			if c.class == netclass.AgentBrowser || c.class == netclass.AgentConsole {
-				owasp = append(owasp, NHI10HumanUse)
-			}
+			humanClient = c.class == netclass.AgentBrowser || c.class == netclass.AgentConsole
 		}
 	case ev.Provider == events.Provider_PROVIDER_K8S && strings.Contains(ev.Identity.Id, ":system:serviceaccount:"):
 		mitre = []string{"T1528", "T1078.004"}
@@ -156,6 +152,10 @@ func (d *Detector) workload(c *ctx) bool {
 	}
 	if len(reasons) == 0 {
 		return false
+	}
+	owasp := []string{NHI2SecretLeakage}
+	if humanClient {
+		owasp = append(owasp, NHI10HumanUse)
 	}
 	sev := events.Severity_SEVERITY_HIGH
 	if len(reasons) > 1 || c.s.Power() >= PowerEscalate {
