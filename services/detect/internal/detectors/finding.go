@@ -79,6 +79,7 @@ func (d *Detector) emit(c *ctx, f draft) {
 	if c.rule != nil {
 		fn.Owner, fn.Team = c.rule.Owner, c.rule.Team
 	}
+	fn.Summary += catalogNote(c)
 	c.found = append(c.found, fn)
 }
 
@@ -189,3 +190,20 @@ func from(ev *events.Event) string {
 func quote(s string) string { return "\"" + s + "\"" }
 
 func day(t uint32) string { return time.Unix(int64(t), 0).UTC().Format("2006-01-02") }
+
+// catalogNote tells the analyst who owns the identity and what it is for, or that nobody
+// is recorded as its owner.
+func catalogNote(c *ctx) string {
+	r := c.rule
+	if r == nil || r.Owner == "" {
+		return " No owner is recorded for this identity in the catalog."
+	}
+	note := " Owner: " + r.Owner
+	if r.Team != "" {
+		note += " (team " + r.Team + ")"
+	}
+	if r.Purpose != "" {
+		note += "; purpose: " + r.Purpose
+	}
+	return note + "."
+}
