@@ -15,7 +15,7 @@ func (e *Entry) matches(r *Request) bool {
 	case events.Provider_PROVIDER_AWS:
 		return statementMatches(e.stmt, r)
 	case events.Provider_PROVIDER_GCP:
-		return gcpScopeMatch(e.Scope, r.Account) && e.covers(r.Permission)
+		return gcpScopeMatch(e.Scope, r) && e.covers(r.Permission)
 	case events.Provider_PROVIDER_K8S:
 		return e.k8sMatches(r)
 	}
@@ -131,15 +131,34 @@ func k8sURLMatch(rule, path string) bool {
 	return strings.HasSuffix(rule, "*") && strings.HasPrefix(path, strings.TrimSuffix(rule, "*"))
 }
 
-// gcpScopeMatch reports whether a binding on resource scope applies in project account. A
-// folder or organization binding applies everywhere it was imported for (the hierarchy
+// gcpScopeMatch reports whether a binding on resource scope applies to a request. A project
+// binding applies in that project; a binding on a resource inside a project (a bucket, a
+// service account, a Cloud Run service) applies to requests on that resource or below it;
+// a folder or organization binding applies everywhere it was imported for (the hierarchy
 // between them and projects is not known here).
-func gcpScopeMatch(scope, account string) bool {
-	if scope == "" || scope == "*" || account == "" {
+func gcpScopeMatch(scope string, r *Request) bool {
+	if scope == "" || scope == "*" {
 		return true
 	}
-	if p, ok := strings.CutPrefix(scope, "projects/"); ok {
-		return p == account || scope == account
+	rest, ok := strings.CutPrefix(scope, "projects/")
+	if !ok {
+		return true
 	}
-	return true
+	project, below, inside := strings.Cut(rest, "/")
+	if r.Account != "" && project != r.Account {
+		return false
+	}
+	if !inside || below == "" {
+		return true
+	}
+	for _, res := range append(append([]string(nil), r.Resources...), r.ResourceNames...) {
+		res = strings.TrimPrefix(res, "//")
+		if i := strings.Index(res, "projects/"); i > 0 && !strings.HasPrefix(res, "projects/") {
+			res = res[i:] // //run.googleapis.com/projects/p/… names the service first
+		}
+		if res == scope || strings.HasPrefix(res, scope+"/") {
+			return true
+		}
+	}
+	return false
 }

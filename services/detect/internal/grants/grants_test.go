@@ -389,3 +389,15 @@ func TestBuiltinDefinitions(t *testing.T) {
 }
 
 func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestAdminMarkersAreSensitive: an admin action is the use of a sensitive permission, so
+// every permission that makes a grant admin-equivalent must be sensitive itself.
+func TestAdminMarkersAreSensitive(t *testing.T) {
+	for prov, markers := range adminMarkers {
+		for _, p := range markers {
+			if !IsSensitive(prov, p) {
+				t.Errorf("%s admin marker %s is not sensitive", prov.Label(), p)
+			}
+		}
+	}
+}

@@ -178,16 +178,25 @@ func ImportAWSAuthorizationDetails(data []byte, taken time.Time) (*Snapshot, err
 			continue
 		}
 		noteAccount(p.Arn)
+		def := Definition{Key: p.Arn, Name: p.Arn, Kind: KindAWSManagedPolicy}
+		found := false
 		for _, v := range p.PolicyVersionList {
-			if !v.IsDefaultVersion && !(p.DefaultVersionID != "" && v.VersionID == p.DefaultVersionID) {
-				continue
-			}
 			doc, err := ParsePolicyDocument(v.Document)
 			if err != nil {
-				return nil, fmt.Errorf("%w: policy %.128q %s: %v", ErrFormat, p.Arn, v.VersionID, err)
+				return nil, fmt.Errorf("%w: policy %.128q %.16s: %v", ErrFormat, p.Arn, v.VersionID, err)
 			}
-			s.Definitions = append(s.Definitions, Definition{Key: p.Arn, Name: p.Arn, Kind: KindAWSManagedPolicy, Statements: doc.Statements})
-			break
+			if v.VersionID != "" {
+				if def.Versions == nil {
+					def.Versions = map[string][]Statement{}
+				}
+				def.Versions[v.VersionID] = doc.Statements
+			}
+			if !found && (v.IsDefaultVersion || p.DefaultVersionID != "" && v.VersionID == p.DefaultVersionID) {
+				def.Statements, def.Version, found = doc.Statements, v.VersionID, true
+			}
+		}
+		if found {
+			s.Definitions = append(s.Definitions, def)
 		}
 	}
 	if account == "" || account == "aws" {

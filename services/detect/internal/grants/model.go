@@ -44,6 +44,8 @@ type overlay struct {
 	memberships map[string]timed[Membership] // by member + group; zero Member when removed
 	left        map[string]timed[Membership]
 	creds       map[string]timed[Credential]
+	// prev is what each definition carried before its latest change (for Delta).
+	prev map[string]prevDefinition
 }
 
 type timed[T any] struct {
@@ -64,6 +66,7 @@ func NewModel() *Model {
 			memberships: map[string]timed[Membership]{},
 			left:        map[string]timed[Membership]{},
 			creds:       map[string]timed[Credential]{},
+			prev:        map[string]prevDefinition{},
 		},
 		dirty: true,
 	}
@@ -83,6 +86,14 @@ func (m *Model) Import(s *Snapshot) error {
 	}
 	m.layers[s.Scope] = s
 	dropOlder(m.ov.defs, s.Scope, s.Taken)
+	// A definition the snapshot shows supersedes older changes of it, whatever their scope
+	// (a role list and a single role describe the same role).
+	for i := range s.Definitions {
+		k := s.Definitions[i].Key
+		if d, ok := m.ov.defs[k]; ok && !d.at.After(s.Taken) {
+			delete(m.ov.defs, k)
+		}
+	}
 	dropOlder(m.ov.bindings, s.Scope, s.Taken)
 	dropOlder(m.ov.removed, s.Scope, s.Taken)
 	dropOlder(m.ov.memberships, s.Scope, s.Taken)
@@ -113,7 +124,11 @@ func (m *Model) Snapshots() []*Snapshot {
 }
 
 func bindingKey(b Binding) string {
-	return b.Principal + "\x00" + b.Definition + "\x00" + b.Scope + "\x00" + b.Name
+	k := b.Principal + "\x00" + b.Definition + "\x00" + b.Scope + "\x00" + b.Name
+	if b.Boundary {
+		k += "\x00boundary"
+	}
+	return k
 }
 
 func membershipKey(ms Membership) string { return ms.Member + "\x00" + ms.Group }
@@ -192,8 +207,8 @@ func (m *Model) rebuild() {
 	}
 	for _, k := range sortedKeys(m.ov.creds) {
 		c := m.ov.creds[k].v
-		if prev, ok := m.creds[c.ID]; ok && !c.Active && c.LastRotated.IsZero() {
-			prev.Active = false
+		if prev, ok := m.creds[c.ID]; ok && c.LastRotated.IsZero() {
+			prev.Active = c.Active // deleted, deactivated or reactivated: its age is unchanged
 			continue
 		}
 		m.creds[c.ID] = &c

@@ -53,7 +53,8 @@ var sensitive = map[events.Provider][]string{
 }
 
 // adminMarkers are permissions that let the holder grant itself anything: an entry that
-// covers one of them is admin-equivalent.
+// covers one of them is admin-equivalent. Each is also sensitive, so using one is an admin
+// action (IsSensitive), which is what standing-admin posture looks for.
 var adminMarkers = map[events.Provider][]string{
 	events.Provider_PROVIDER_AWS: {"iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:CreatePolicyVersion"},
 	events.Provider_PROVIDER_GCP: {"resourcemanager.projects.setIamPolicy", "resourcemanager.folders.setIamPolicy", "resourcemanager.organizations.setIamPolicy"},
@@ -72,17 +73,6 @@ func IsSensitive(p events.Provider, permission string) bool {
 	fold := p == events.Provider_PROVIDER_AWS
 	for _, s := range sensitive[p] {
 		if s == permission || (fold && Glob(s, permission, true)) {
-			return true
-		}
-	}
-	return false
-}
-
-// IsAdminPermission reports whether a used permission is one only an admin holds (an
-// admin action).
-func IsAdminPermission(p events.Provider, permission string) bool {
-	for _, s := range adminMarkers[p] {
-		if Glob(s, permission, p == events.Provider_PROVIDER_AWS) {
 			return true
 		}
 	}

@@ -23,8 +23,13 @@ type Definition struct {
 	Key  string `json:"key"`
 	Name string `json:"name"`
 	Kind string `json:"kind"`
-	// AWS policy statements.
+	// AWS policy statements (of the default version for a managed policy).
 	Statements []Statement `json:"statements,omitempty"`
+	// Version is the default version id of a customer managed policy, and Versions the
+	// statements of every version the export listed, so that SetDefaultPolicyVersion can
+	// switch between them.
+	Version  string                 `json:"version,omitempty"`
+	Versions map[string][]Statement `json:"versions,omitempty"`
 	// GCP permissions; patterns with `*` are allowed (the basic roles are patterns).
 	Permissions []string `json:"permissions,omitempty"`
 	// GCP permissions a pattern role leaves out (roles/editor has no setIamPolicy).

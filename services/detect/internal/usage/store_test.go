@@ -165,7 +165,11 @@ func TestStatisticsInClickHouse(t *testing.T) {
 	waitFor(t, func() bool {
 		rows := queryRows(t, conn, `SELECT uniqExactMerge(events) FROM permission_usage`)
 		grantsRows := queryRows(t, conn, `SELECT count() FROM grants FINAL WHERE active = 1 AND identity_id = '`+malicious+`'`)
-		return len(rows) == 1 && rows[0][0] == "6" && len(grantsRows) == 1 && grantsRows[0][0] == "1"
+		// A row from the snapshots: the reconcile that follows the event rows has run too.
+		snapRows := queryRows(t, conn, `SELECT count() FROM grants FINAL WHERE active = 1 AND identity_id = '`+deployer+`'`)
+		creds := queryRows(t, conn, `SELECT count() FROM grant_credentials FINAL`)
+		return len(rows) == 1 && rows[0][0] == "6" && len(grantsRows) == 1 && grantsRows[0][0] == "1" &&
+			len(snapRows) == 1 && snapRows[0][0] != "0" && len(creds) == 1 && creds[0][0] != "0"
 	})
 
 	got := map[string][][]string{}
