@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 )
@@ -180,4 +181,17 @@ func HTTPStatus(what string, resp *http.Response, now time.Time) error {
 		return fmt.Errorf("%s: HTTP %d", what, code)
 	}
 	return Permanent(fmt.Errorf("%s: HTTP %d", what, code))
+}
+
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut with an ellipsis:
+// receivers refuse fields over their limits (Slack blocks, PagerDuty summaries).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

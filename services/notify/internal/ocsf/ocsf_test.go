@@ -194,3 +194,21 @@ func FuzzEventDocs(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDetectionFinding(b *testing.B) {
+	in := ocsf.FindingInput{Finding: testfixture.Finding(), Status: "open", Activity: ocsf.ActivityCreate, Now: now}
+	for b.Loop() {
+		if _, err := ocsf.DetectionFinding(product, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEventDocs(b *testing.B) {
+	ev := testfixture.Events()[0]
+	for b.Loop() {
+		if _, err := ocsf.EventDocs(product, ev, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/dest"
@@ -148,8 +147,8 @@ func Build(n dest.Notice) Event {
 		source = "nhiwatch"
 	}
 	p := &Payload{
-		Summary:       truncate(fmt.Sprintf("[%s] %s: %s", f.Severity.Label(), f.Detector, title), 1024),
-		Source:        truncate(source, 255),
+		Summary:       dest.Truncate(fmt.Sprintf("[%s] %s: %s", f.Severity.Label(), f.Detector, title), 1024),
+		Source:        dest.Truncate(source, 255),
 		Severity:      Severity(f.Severity),
 		Component:     f.GetIdentity().GetName(),
 		Group:         f.Account,
@@ -246,7 +245,7 @@ func evidenceLine(e *events.Evidence) string {
 	for _, k := range keys {
 		parts = append(parts, k+"="+e.Fields[k])
 	}
-	return truncate(strings.Join(parts, " "), 1024)
+	return dest.Truncate(strings.Join(parts, " "), 1024)
 }
 
 // response is the Events API answer.
@@ -296,16 +295,5 @@ func (d *Destination) Deliver(ctx context.Context, n dest.Notice) (dest.Receipt,
 func (d *Destination) scrub(msg string, errs []string) string {
 	s := strings.TrimSpace(msg + ": " + strings.Join(errs, "; "))
 	s = strings.ReplaceAll(s, d.key.Reveal(), secret.Redacted)
-	return truncate(s, 300)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return dest.Truncate(s, 300)
 }

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/notify/internal/dest"
@@ -88,9 +87,9 @@ func Render(n dest.Notice) Message {
 		headerPrefix = ":no_bell: SUPPRESSED"
 	}
 	var blocks []Block
-	blocks = append(blocks, Block{Type: "header", Text: &Text{Type: "plain_text", Text: truncate(headerPrefix+" · "+f.Detector+": "+title, maxHeader), Emoji: true}})
+	blocks = append(blocks, Block{Type: "header", Text: &Text{Type: "plain_text", Text: dest.Truncate(headerPrefix+" · "+f.Detector+": "+title, maxHeader), Emoji: true}})
 	if f.Summary != "" {
-		blocks = append(blocks, section(truncate(esc(f.Summary), maxSection)))
+		blocks = append(blocks, section(dest.Truncate(esc(f.Summary), maxSection)))
 	}
 
 	id := f.GetIdentity()
@@ -128,7 +127,7 @@ func Render(n dest.Notice) Message {
 	}
 	fields = append(fields, mrkdwn("*Status*\n"+statusText(n.Status)))
 	for i := range fields {
-		fields[i].Text = truncate(fields[i].Text, maxField)
+		fields[i].Text = dest.Truncate(fields[i].Text, maxField)
 	}
 	if len(fields) > maxFields {
 		fields = fields[:maxFields]
@@ -136,10 +135,10 @@ func Render(n dest.Notice) Message {
 	blocks = append(blocks, Block{Type: "section", Fields: fields})
 
 	if ev := evidenceText(f.Evidence); ev != "" {
-		blocks = append(blocks, section(truncate("*Evidence*\n"+ev, maxSection)))
+		blocks = append(blocks, section(dest.Truncate("*Evidence*\n"+ev, maxSection)))
 	}
 	if why := whyText(f); why != "" {
-		blocks = append(blocks, section(truncate("*Why it matters*\n"+why, maxSection)))
+		blocks = append(blocks, section(dest.Truncate("*Why it matters*\n"+why, maxSection)))
 	}
 	next := f.Recommendation
 	if next == "" {
@@ -149,7 +148,7 @@ func Render(n dest.Notice) Message {
 	if status == "open" || status == "acknowledged" {
 		next += fmt.Sprintf("\nTriage: `nhiwatch findings ack %s -reason …` · `resolve` · `suppress -for 7d`", f.Id)
 	}
-	blocks = append(blocks, section(truncate("*What to do next*\n"+next, maxSection)))
+	blocks = append(blocks, section(dest.Truncate("*What to do next*\n"+next, maxSection)))
 	if n.Link != "" {
 		blocks = append(blocks, Block{Type: "actions", Elements: []Element{{
 			Type: "button", Text: Text{Type: "plain_text", Text: "Open finding"}, URL: n.Link, ActionID: "open_finding",
@@ -165,7 +164,7 @@ func Render(n dest.Notice) Message {
 	if status != "open" {
 		text = fmt.Sprintf("[%s] %s", strings.ToUpper(status), text)
 	}
-	return Message{Text: truncate(esc(text), maxText), Blocks: blocks}
+	return Message{Text: dest.Truncate(esc(text), maxText), Blocks: blocks}
 }
 
 func statusText(s dest.Status) string {
@@ -219,7 +218,7 @@ func evidenceText(ev []*events.Evidence) string {
 			parts = append(parts, "in "+esc(e.Region))
 		}
 		if e.UserAgent != "" {
-			parts = append(parts, esc(truncate(e.UserAgent, 80)))
+			parts = append(parts, esc(dest.Truncate(e.UserAgent, 80)))
 		}
 		keys := make([]string, 0, len(e.Fields))
 		for k := range e.Fields {
@@ -258,9 +257,9 @@ func mrkdwn(s string) Text { return Text{Type: "mrkdwn", Text: s} }
 
 // esc escapes the three characters Slack's mrkdwn gives meaning to (control sequences like
 // <!channel> and links), as Slack's formatting guide asks.
-func esc(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+func esc(s string) string { return escaper.Replace(s) }
+
+var escaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // code renders s as inline code; backticks inside would end the span early.
 func code(s string) string {
@@ -293,18 +292,6 @@ func joinNonEmpty(sep string, xs ...string) string {
 		}
 	}
 	return strings.Join(out, sep)
-}
-
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut with an ellipsis.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }
 
 // Preview renders a message as plain text, roughly as Slack shows it: for docs, logs of

@@ -192,7 +192,7 @@ func followUp(n dest.Notice, full Message) Message {
 	if n.Kind == dest.Repeat && n.Seen > 1 {
 		line += fmt.Sprintf(" · seen %d times, last %s", n.Seen, slackDate(n.LastSeen))
 	}
-	return Message{Text: full.Text, Blocks: []Block{section(truncate(line, maxSection))}}
+	return Message{Text: full.Text, Blocks: []Block{section(dest.Truncate(line, maxSection))}}
 }
 
 func (d *Destination) postWebhook(ctx context.Context, msg Message) error {

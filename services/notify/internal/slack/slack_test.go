@@ -215,3 +215,12 @@ func TestRateLimitPausesTheChannel(t *testing.T) {
 		t.Errorf("another channel was paused: %v", err)
 	}
 }
+
+func BenchmarkRender(b *testing.B) {
+	n := notice()
+	for b.Loop() {
+		if _, err := json.Marshal(slack.Render(n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

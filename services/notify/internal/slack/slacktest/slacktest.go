@@ -44,8 +44,9 @@ type Server struct {
 	// WebhookPath is the path of the one valid incoming webhook; it posts to WebhookChannel.
 	WebhookPath    string
 	WebhookChannel string
-	// EnforceRate answers 429 (Retry-After: 1) to a second message within a second on one
-	// channel, as Slack does for sustained bursts.
+	// EnforceRate answers 429 (Retry-After: 1) to a message that follows another on the same
+	// channel by less than half a second: a client that ignores the one-message-per-second
+	// guidance is caught, network jitter on a paced client is not.
 	EnforceRate bool
 
 	mu       sync.Mutex
@@ -149,7 +150,7 @@ func (s *Server) paced(w http.ResponseWriter, channel string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if s.EnforceRate && now.Sub(s.last[channel]) < 900*time.Millisecond {
+	if s.EnforceRate && now.Sub(s.last[channel]) < 500*time.Millisecond {
 		s.limited++
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
