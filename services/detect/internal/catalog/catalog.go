@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 )
 
 // ErrInvalid marks a catalog that cannot be used; the error names the file, line and field.
@@ -509,34 +510,9 @@ func (r *Rule) Suppressed(detector, cause string, t time.Time) *Suppression {
 }
 
 // Glob matches s against a pattern where `*` matches any run of characters (including
-// none, and across `/` and `:`) and `?` matches one byte. Matching is case-sensitive.
-func Glob(pattern, s string) bool {
-	// Iterative matcher with single backtrack point: linear for patterns without many stars.
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+// none, and across `/` and `:`) and `?` matches one byte. Matching is case-sensitive. It is
+// the same wildcard as the grant model's.
+func Glob(pattern, s string) bool { return grants.Glob(pattern, s, false) }
 
 // GlobFold is Glob ignoring ASCII case (user agents).
-func GlobFold(pattern, s string) bool {
-	return Glob(strings.ToLower(pattern), strings.ToLower(s))
-}
+func GlobFold(pattern, s string) bool { return grants.Glob(pattern, s, true) }

@@ -98,7 +98,7 @@ func TestGlob(t *testing.T) {
 		want bool
 	}{
 		{"*", "", true}, {"a*c", "abbbc", true}, {"a*c", "abd", false}, {"aws:*:role/*", "aws:arn:aws:iam::1:role/x/y", true},
-		{"?x", "ax", true}, {"?x", "x", false}, {"*a*b*c*", "zzazzbzzczz", true}, {"*a*b*c*", "zzazzczzb", false},
+		{"?x", "ax", true}, {"?x", "x", false}, {"*a*b*c*", "zzazzbzzczz", true}, {"*a*b*c*", "zzazzczzb", false}, {"a*", "a*x", true}, {"*x", "**x", true},
 	}
 	for _, tt := range tests {
 		if got := Glob(tt.p, tt.s); got != tt.want {
