@@ -215,7 +215,9 @@ type pattern struct {
 	fold string
 	// fold2 is a second keyword the string must contain, ignoring case.
 	fold2 string
-	re    *regexp.Regexp
+	// pre is a further cheap test the string must pass, when hint and fold do not suffice.
+	pre func(string) bool
+	re  *regexp.Regexp
 	// keepGroup keeps the first submatch group (e.g. "Bearer ") before the marker.
 	keepGroup bool
 }
@@ -265,7 +267,7 @@ var patterns = []pattern{
 	{kind: "jwt", need: hasJ | hasDot, hint: "eyJ", re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)},
 	{kind: "slack_token", need: hasX | hasDash, hint: "xox", re: regexp.MustCompile(`xox[abposre]-[A-Za-z0-9-]{10,}`)},
 	{kind: "slack_webhook", need: hasDot, hint: "hooks.slack.com", re: regexp.MustCompile(`hooks\.slack\.com/(services|workflows|triggers)/[A-Za-z0-9/_-]+`)},
-	{kind: "github_token", need: hasUnderscore, hint: "gh", re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})`)},
+	{kind: "github_token", need: hasUnderscore, pre: githubPrefix, re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})`)},
 	{kind: "gitlab_token", need: hasDash, hint: "glpat-", re: regexp.MustCompile(`glpat-[A-Za-z0-9_-]{20,}`)},
 	{kind: "google_api_key", need: hasZ, hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
 	{kind: "openai_key", need: hasDash, hint: "sk-", re: regexp.MustCompile(`\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}`)},
@@ -275,7 +277,29 @@ var patterns = []pattern{
 	{kind: "basic_auth", need: hasSpace, fold: "basic", re: regexp.MustCompile(`(?i)(basic\s+)[A-Za-z0-9+/=]{8,}`), keepGroup: true},
 	{kind: "url_credentials", need: hasColon | hasAt, hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
 	{kind: "aws_secret_key", need: hasSe, fold: "secret", fold2: "access", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
-	{kind: "assignment", need: hasEquals, re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
+	{kind: "assignment", need: hasEquals, pre: assignmentKeyword, re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
+}
+
+// githubPrefix reports whether s has a GitHub token prefix: gh[pousr]_ or github_pat_.
+func githubPrefix(s string) bool {
+	for i := 3; i < len(s); i++ {
+		if s[i] != '_' {
+			continue
+		}
+		if s[i-3] == 'g' && s[i-2] == 'h' && strings.IndexByte("pousr", s[i-1]) >= 0 {
+			return true
+		}
+		if i >= 6 && s[i-6:i] == "github" {
+			return true
+		}
+	}
+	return false
+}
+
+// assignmentKeyword reports whether s names, in any case, a key the assignment pattern knows.
+func assignmentKeyword(s string) bool {
+	return containsFold(s, "pass") || containsFold(s, "pwd") || containsFold(s, "secret") ||
+		containsFold(s, "token") || containsFold(s, "key")
 }
 
 // containsFold reports whether s contains the lower-case ASCII word, ignoring ASCII case.
@@ -331,7 +355,8 @@ func redactString(str string) (string, bool) {
 		if have&p.need != p.need ||
 			p.hint != "" && !strings.Contains(str, p.hint) ||
 			p.fold != "" && !containsFold(str, p.fold) ||
-			p.fold2 != "" && !containsFold(str, p.fold2) {
+			p.fold2 != "" && !containsFold(str, p.fold2) ||
+			p.pre != nil && !p.pre(str) {
 			continue
 		}
 		if !p.re.MatchString(str) {

@@ -11,11 +11,14 @@ import (
 // a record, nothing shaped like a secret leaves normalize. Extras are redacted as they are
 // built (Extras).
 func RedactEvent(ev *events.Event) {
-	r := redact.String
+	// Events repeat strings (the identity id in the delegation chain, the account in the
+	// identity and resources): each distinct string is checked once.
+	var m memo
+	r := m.redact
 	if id := ev.Identity; id != nil {
 		id.Id, id.Type, id.Name, id.Account = r(id.Id), r(id.Type), r(id.Name), r(id.Account)
 		id.SessionName, id.PrincipalId, id.SourceIdentity = r(id.SessionName), r(id.PrincipalId), r(id.SourceIdentity)
-		redactAll(id.Groups)
+		m.all(id.Groups)
 	}
 	if c := ev.Credential; c != nil {
 		c.Id, c.IssuedTo, c.Delivery = r(c.Id), r(c.IssuedTo), r(c.Delivery)
@@ -44,14 +47,37 @@ func RedactEvent(ev *events.Event) {
 	}
 	for _, g := range ev.GrantChanges {
 		g.Grantee, g.Grant, g.Scope, g.Mechanism = r(g.Grantee), r(g.Grant), r(g.Scope), r(g.Mechanism)
-		redactAll(g.Permissions)
-		redactAll(g.Principals)
+		m.all(g.Permissions)
+		m.all(g.Principals)
 	}
 	ev.Account, ev.ProviderEventId = r(ev.Account), r(ev.ProviderEventId)
 }
 
-func redactAll(ss []string) {
+// memo remembers the strings already checked in one event.
+type memo struct {
+	in, out [16]string
+	n       int
+}
+
+func (m *memo) redact(s string) string {
+	if len(s) < 8 {
+		return s // too short for any secret pattern
+	}
+	for i := 0; i < m.n; i++ {
+		if m.in[i] == s {
+			return m.out[i]
+		}
+	}
+	out := redact.String(s)
+	if m.n < len(m.in) {
+		m.in[m.n], m.out[m.n] = s, out
+		m.n++
+	}
+	return out
+}
+
+func (m *memo) all(ss []string) {
 	for i, s := range ss {
-		ss[i] = redact.String(s)
+		ss[i] = m.redact(s)
 	}
 }
