@@ -222,8 +222,8 @@ type pattern struct {
 	keepGroup bool
 }
 
-// byteClass is a set of bytes a string contains, computed in one pass.
-type byteClass uint16
+// byteClass is a set of bytes and short sequences a string contains, computed in one pass.
+type byteClass uint32
 
 const (
 	hasDash byteClass = 1 << iota
@@ -231,51 +231,90 @@ const (
 	hasEquals
 	hasAt
 	hasSpace
-	hasColon
 	hasDot
-	hasJ
-	hasX
-	hasZ
 	// hasSe: "se" in any case, which "secret" needs.
 	hasSe
+	// Three-byte sequences the case-sensitive hints begin or end with.
+	hasDashDash // "--" of -----BEGIN
+	hasSkDash   // "sk-"
+	hasAtDash   // "at-" of glpat-
+	hasEyJ      // "eyJ"
+	hasXox      // "xox"
+	hasIza      // "Iza" of AIza
+	hasDotCom   // "k.c" of hooks.slack.com, "y.c" of events.pagerduty.com
+	hasScheme   // "://"
+	hasVeUnder  // "ve_" of _live_
 )
 
 var classOf = func() (t [256]byteClass) {
-	t['-'], t['_'], t['='], t['@'], t[':'], t['.'] = hasDash, hasUnderscore, hasEquals, hasAt, hasColon, hasDot
+	t['-'], t['_'], t['='], t['@'], t['.'] = hasDash, hasUnderscore, hasEquals, hasAt, hasDot
 	t[' '], t['\t'], t['\n'], t['\r'], t['\f'], t['\v'] = hasSpace, hasSpace, hasSpace, hasSpace, hasSpace, hasSpace
-	t['J'], t['x'], t['z'] = hasJ, hasX, hasZ
 	return t
 }()
 
 func classes(s string) byteClass {
 	var c byteClass
-	var prev byte
+	var p1, p2 byte // the two bytes before s[i]
 	for i := 0; i < len(s); i++ {
 		b := s[i]
 		c |= classOf[b]
-		lower := b | 0x20
-		if prev == 's' && lower == 'e' {
+		switch b {
+		case '-':
+			switch {
+			case p1 == '-':
+				c |= hasDashDash
+			case p1 == 'k' && p2 == 's':
+				c |= hasSkDash
+			case p1 == 't' && p2 == 'a':
+				c |= hasAtDash
+			}
+		case 'J':
+			if p1 == 'y' && p2 == 'e' {
+				c |= hasEyJ
+			}
+		case 'x':
+			if p1 == 'o' && p2 == 'x' {
+				c |= hasXox
+			}
+		case 'a':
+			if p1 == 'z' && p2 == 'I' {
+				c |= hasIza
+			}
+		case 'c':
+			if p1 == '.' && (p2 == 'k' || p2 == 'y') {
+				c |= hasDotCom
+			}
+		case '/':
+			if p1 == '/' && p2 == ':' {
+				c |= hasScheme
+			}
+		case '_':
+			if p1 == 'e' && p2 == 'v' {
+				c |= hasVeUnder
+			}
+		}
+		if b|0x20 == 'e' && p1|0x20 == 's' {
 			c |= hasSe
 		}
-		prev = lower
+		p2, p1 = p1, b
 	}
 	return c
 }
 
 var patterns = []pattern{
-	{kind: "private_key", need: hasDash, hint: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?(-----END[ A-Z0-9]*PRIVATE KEY-----|$)`)},
-	{kind: "jwt", need: hasJ | hasDot, hint: "eyJ", re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)},
-	{kind: "slack_token", need: hasX | hasDash, hint: "xox", re: regexp.MustCompile(`xox[abposre]-[A-Za-z0-9-]{10,}`)},
-	{kind: "slack_webhook", need: hasDot, hint: "hooks.slack.com", re: regexp.MustCompile(`hooks\.slack\.com/(services|workflows|triggers)/[A-Za-z0-9/_-]+`)},
+	{kind: "private_key", need: hasDashDash, hint: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?(-----END[ A-Z0-9]*PRIVATE KEY-----|$)`)},
+	{kind: "jwt", need: hasEyJ | hasDot, hint: "eyJ", re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*`)},
+	{kind: "slack_token", need: hasXox | hasDash, hint: "xox", re: regexp.MustCompile(`xox[abposre]-[A-Za-z0-9-]{10,}`)},
+	{kind: "slack_webhook", need: hasDotCom, hint: "hooks.slack.com", re: regexp.MustCompile(`hooks\.slack\.com/(services|workflows|triggers)/[A-Za-z0-9/_-]+`)},
 	{kind: "github_token", need: hasUnderscore, pre: githubPrefix, re: regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})`)},
-	{kind: "gitlab_token", need: hasDash, hint: "glpat-", re: regexp.MustCompile(`glpat-[A-Za-z0-9_-]{20,}`)},
-	{kind: "google_api_key", need: hasZ, hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
-	{kind: "openai_key", need: hasDash, hint: "sk-", re: regexp.MustCompile(`\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}`)},
-	{kind: "stripe_key", need: hasUnderscore, hint: "_live_", re: regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{16,}`)},
-	{kind: "pagerduty_key", need: hasDot, hint: "events.pagerduty.com", re: regexp.MustCompile(`events\.pagerduty\.com/[^\s"']*`)},
+	{kind: "gitlab_token", need: hasAtDash, hint: "glpat-", re: regexp.MustCompile(`glpat-[A-Za-z0-9_-]{20,}`)},
+	{kind: "google_api_key", need: hasIza, hint: "AIza", re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}`)},
+	{kind: "openai_key", need: hasSkDash, hint: "sk-", re: regexp.MustCompile(`\bsk-(proj-|ant-)?[A-Za-z0-9_-]{20,}`)},
+	{kind: "stripe_key", need: hasVeUnder, hint: "_live_", re: regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{16,}`)},
+	{kind: "pagerduty_key", need: hasDotCom, hint: "events.pagerduty.com", re: regexp.MustCompile(`events\.pagerduty\.com/[^\s"']*`)},
 	{kind: "bearer", need: hasSpace, fold: "bearer", re: regexp.MustCompile(`(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}`), keepGroup: true},
 	{kind: "basic_auth", need: hasSpace, fold: "basic", re: regexp.MustCompile(`(?i)(basic\s+)[A-Za-z0-9+/=]{8,}`), keepGroup: true},
-	{kind: "url_credentials", need: hasColon | hasAt, hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
+	{kind: "url_credentials", need: hasScheme | hasAt, hint: "://", re: regexp.MustCompile(`(://[^/\s:@"']+:)[^@\s"'/]+@`), keepGroup: true},
 	{kind: "aws_secret_key", need: hasSe, fold: "secret", fold2: "access", re: regexp.MustCompile(`(?i)(aws_?secret_?access_?key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+=]{40}`), keepGroup: true},
 	{kind: "assignment", need: hasEquals, pre: assignmentKeyword, re: regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|secret|token|api_?key|access_?token|client_?secret|private_?key)\s*=\s*)[^\s&;,"']{4,}`), keepGroup: true},
 }
