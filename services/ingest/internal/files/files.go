@@ -1,13 +1,20 @@
 // Package files reads audit logs from files and directories: CloudTrail delivery files
 // (.json.gz), JSON documents and arrays, JSON Lines, Kubernetes audit logs and EventLists,
-// GCP log exports. Each file's progress is a cursor (records done, size and modification
-// time), so a restart resumes where the last acknowledged batch ended.
+// GCP log exports. Each file's progress is a cursor (records done, size, modification time
+// and a hash of its first bytes), so a restart resumes where the last acknowledged batch
+// ended, and a file that grew (JSON Lines appended to) is read on from its last record.
+//
+// In watch mode new and grown files are picked up as file-system notifications arrive, and
+// in any case every poll interval (notifications miss network file systems).
 package files
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -20,6 +27,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/cursor"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/watch"
 )
 
 // Config configures a files source.
@@ -28,9 +36,10 @@ type Config struct {
 	Paths []string `yaml:"paths"`
 	// Include are glob patterns matched against file names; a file matching none is skipped.
 	Include []string `yaml:"include"`
-	// Watch keeps polling for new and grown files instead of stopping after one pass.
+	// Watch keeps looking for new and grown files instead of stopping after one pass.
 	Watch bool `yaml:"watch"`
-	// PollInterval is how often a watching source looks for new files.
+	// PollInterval is how often a watching source looks for new files when no file-system
+	// notification arrives.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// ChunkRecords is how many records are acknowledged between cursor saves.
 	ChunkRecords int `yaml:"chunk_records"`
@@ -103,28 +112,37 @@ type state struct {
 	ModTime  int64 `json:"mtime_unix_nano"`
 	Next     int   `json:"next_index"`
 	Complete bool  `json:"complete"`
+	// Head is a hash of the file's first HeadLen bytes: when a file grows and its head is
+	// unchanged, it was appended to and reading goes on from Next.
+	Head    string `json:"head,omitempty"`
+	HeadLen int64  `json:"head_len,omitempty"`
 }
+
+// headBytes is how much of a file's beginning identifies it.
+const headBytes = 4096
 
 // Run reads every matching file once, or keeps watching when configured.
 func (s *Source) Run(ctx context.Context) error {
+	if !s.cfg.Watch {
+		return s.pass(ctx, nil)
+	}
+	waker := watch.New(nil, s.cfg.PollInterval, s.log)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go waker.Run(wctx)
 	for {
-		if err := s.pass(ctx); err != nil {
+		if err := s.pass(ctx, waker); err != nil {
 			return err
 		}
-		if !s.cfg.Watch {
+		if !waker.Wait(ctx) {
 			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(s.cfg.PollInterval):
 		}
 	}
 }
 
 // pass reads every file that is new or changed since its cursor.
-func (s *Source) pass(ctx context.Context) error {
-	paths, err := s.list()
+func (s *Source) pass(ctx context.Context, waker *watch.Waker) error {
+	paths, err := s.list(waker)
 	if err != nil {
 		return err
 	}
@@ -139,8 +157,9 @@ func (s *Source) pass(ctx context.Context) error {
 	return nil
 }
 
-// list returns the matching files under the configured paths, sorted.
-func (s *Source) list() ([]string, error) {
+// list returns the matching files under the configured paths, sorted, and has the waker
+// watch every directory on the way.
+func (s *Source) list(waker *watch.Waker) ([]string, error) {
 	var out []string
 	for _, root := range s.cfg.Paths {
 		info, err := os.Stat(root)
@@ -149,6 +168,9 @@ func (s *Source) list() ([]string, error) {
 		}
 		if !info.IsDir() {
 			out = append(out, filepath.Clean(root))
+			if waker != nil {
+				waker.Add(filepath.Dir(root))
+			}
 			continue
 		}
 		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
@@ -158,6 +180,9 @@ func (s *Source) list() ([]string, error) {
 			if d.IsDir() {
 				if path != root && strings.HasPrefix(d.Name(), ".") {
 					return filepath.SkipDir
+				}
+				if waker != nil {
+					waker.Add(path)
 				}
 				return nil
 			}
@@ -197,26 +222,34 @@ func (s *Source) file(ctx context.Context, path string) error {
 	if _, err := s.cursors.Load(ctx, path, &st); err != nil {
 		return err
 	}
-	if st.Size != info.Size() || st.ModTime != info.ModTime().UnixNano() {
-		st = state{Size: info.Size(), ModTime: info.ModTime().UnixNano()}
-	}
-	if st.Complete {
+	if st.Size == info.Size() && st.ModTime == info.ModTime().UnixNano() && st.Complete {
 		return nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("files: %w", err)
 	}
+	defer f.Close()
+	if st.Size != info.Size() || st.ModTime != info.ModTime().UnixNano() {
+		// Changed: appended to (same head, larger) keeps the records done; else start over.
+		appended := st.Head != "" && info.Size() > st.Size && headHash(f, st.HeadLen) == st.Head
+		next := 0
+		if appended {
+			next = st.Next
+		}
+		headLen := min(info.Size(), headBytes)
+		st = state{Size: info.Size(), ModTime: info.ModTime().UnixNano(), Next: next, Head: headHash(f, headLen), HeadLen: headLen}
+	}
 	data, err := split.ReadAll(f, s.limits)
-	f.Close()
 	if err != nil {
 		return s.broken(ctx, path, st, err)
 	}
 	pos := "file:" + path
 	batch := s.sink.NewBatch(pos)
 	chunk := 0
+	total := st.Next // records in the file: where an append goes on from
 	flush := func(next int) error {
-		if err := batch.Publish(ctx); err != nil {
+		if err := s.sink.PublishWait(ctx, batch); err != nil {
 			return err
 		}
 		st.Next = next
@@ -224,10 +257,11 @@ func (s *Source) file(ctx context.Context, path string) error {
 		return s.cursors.Save(ctx, path, st)
 	}
 	emit := func(r split.Record) error {
+		total = max(total, r.Index+1)
 		if r.Index < st.Next {
 			return nil
 		}
-		if err := batch.Add(sink.Record{Position: pos + "#" + strconv.Itoa(r.Index), Data: r.Data}); err != nil {
+		if err := batch.Add(sink.Record{Position: pos + "#" + strconv.Itoa(r.Index), Data: r.Data, Time: r.Time}); err != nil {
 			return err
 		}
 		chunk++
@@ -237,6 +271,7 @@ func (s *Source) file(ctx context.Context, path string) error {
 		return nil
 	}
 	reject := func(r split.Rejected) error {
+		total = max(total, r.Index+1)
 		if r.Index < st.Next {
 			return nil
 		}
@@ -249,12 +284,23 @@ func (s *Source) file(ctx context.Context, path string) error {
 		}
 		return err
 	}
-	if err := batch.Publish(ctx); err != nil {
+	if err := s.sink.PublishWait(ctx, batch); err != nil {
 		return err
 	}
 	st.Complete = true
+	st.Next = total
 	s.log.Debug("file read", "source", s.sink.Source(), "path", path)
 	return s.cursors.Save(ctx, path, st)
+}
+
+// headHash hashes the first n bytes of f.
+func headHash(f *os.File, n int64) string {
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:12])
 }
 
 // broken dead-letters a file that cannot be read and marks it done until it changes.
