@@ -36,6 +36,8 @@ type App struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
+	lag     *telemetry.ConsumerLag
 	health  *telemetry.Health
 	ns      *server.Server
 	conns   []*nats.Conn
@@ -60,6 +62,10 @@ func NewApp(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger)
 	if a.metrics, err = telemetry.NewMetrics(); err != nil {
 		return nil, err
 	}
+	if a.tracing, err = telemetry.NewTracing(ctx, cfg.Telemetry, "run"); err != nil {
+		return nil, err
+	}
+	telemetry.InstallGlobals(a.tracing.Provider, a.metrics.Provider)
 	var extra []nats.Option
 	if cfg.NATS.URL == "" {
 		opts := natsembed.Options{StoreDir: cfg.EmbeddedNATS.StoreDir, DontListen: true}
@@ -97,10 +103,16 @@ func NewApp(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger)
 	if err := streams.Ensure(ctx, a.js, cfg.Streams); err != nil {
 		return nil, err
 	}
+	base.AddReadiness(a.health, a.conns[0], a.js)
+	if a.lag, err = telemetry.NewConsumerLag(a.metrics.Meter("nhiwatch"), a.js, base.PipelineStreams(), log); err != nil {
+		return nil, err
+	}
 	if cfg.ClickHouse.Enabled() {
 		if a.ch, err = chdb.Open(ctx, cfg.ClickHouse); err != nil {
 			return nil, err
 		}
+		ch := a.ch
+		a.health.AddCheck("clickhouse", func(ctx context.Context) error { return ch.Ping(ctx) })
 	}
 	meter := a.metrics.Meter("nhiwatch")
 	js, err := connect("ingest")
@@ -125,7 +137,10 @@ func NewApp(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger)
 	if js, err = connect("notify"); err != nil {
 		return nil, err
 	}
-	if a.Notify, err = notify.New(cfg.Notify, notify.Deps{Logger: log.With("service", "notify"), Meter: meter, JS: js, Streams: cfg.Streams, Out: stdout}); err != nil {
+	if a.Notify, err = notify.New(cfg.Notify, notify.Deps{
+		Logger: log.With("service", "notify"), Meter: meter, JS: js, Streams: cfg.Streams, Out: stdout,
+		ClickHouse: a.ch, Version: version,
+	}); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -141,6 +156,7 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	go a.lag.Run(gctx, a.cfg.Telemetry.LagInterval)
 	g.Go(func() error { return a.Ingest.Run(gctx) })
 	g.Go(func() error { return a.Normalize.Run(gctx) })
 	g.Go(func() error { return a.Detect.Run(gctx) })
@@ -215,6 +231,11 @@ func (a *App) Close() {
 	}
 	if a.metrics != nil {
 		_ = a.metrics.Shutdown(context.Background())
+	}
+	if a.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.tracing.Shutdown(ctx)
+		cancel()
 	}
 	if a.ns != nil {
 		a.ns.Shutdown()
