@@ -172,18 +172,10 @@ func detect(v *fastjson.Value) string {
 // in CloudTrailEvent) or an EventBridge envelope (detail), or v itself.
 func (n *Normalizer) unwrapCloudTrail(v *fastjson.Value) (*fastjson.Value, error) {
 	if inner := v.Get("CloudTrailEvent"); inner != nil {
-		s, err := inner.StringBytes()
-		if err != nil {
+		if inner.Type() != fastjson.TypeString {
 			return nil, fmt.Errorf("%w: LookupEvents CloudTrailEvent is a JSON %s, not a string", ErrMalformed, inner.Type())
 		}
-		if d := nesting(s); d > maxDepth {
-			return nil, fmt.Errorf("%w: CloudTrailEvent nested %d levels deep, more than %d", ErrMalformed, d, maxDepth)
-		}
-		iv, err := n.inner.ParseBytes(s)
-		if err != nil || iv.Type() != fastjson.TypeObject {
-			return nil, fmt.Errorf("%w: LookupEvents CloudTrailEvent does not hold a JSON object", ErrMalformed)
-		}
-		return iv, nil
+		return n.parseInner(inner, "LookupEvents CloudTrailEvent")
 	}
 	if d := v.Get("detail"); d != nil && (v.Exists("detail-type") || v.Exists("source")) {
 		if d.Type() != fastjson.TypeObject {
@@ -205,15 +197,20 @@ func (n *Normalizer) unwrapK8s(v *fastjson.Value) (*fastjson.Value, error) {
 	case fastjson.TypeObject:
 		return log, nil
 	case fastjson.TypeString:
-		s, _ := log.StringBytes()
-		if d := nesting(s); d > maxDepth {
-			return nil, fmt.Errorf("%w: Azure properties.log nested %d levels deep, more than %d", ErrMalformed, d, maxDepth)
-		}
-		iv, err := n.inner.ParseBytes(s)
-		if err != nil || iv.Type() != fastjson.TypeObject {
-			return nil, fmt.Errorf("%w: Azure kube-audit properties.log does not hold a JSON object", ErrMalformed)
-		}
-		return iv, nil
+		return n.parseInner(log, "Azure kube-audit properties.log")
 	}
 	return nil, fmt.Errorf("%w: Azure kube-audit properties.log is a JSON %s, not a string", ErrMalformed, log.Type())
+}
+
+// parseInner parses a record an envelope carries as a JSON string (what names the field).
+func (n *Normalizer) parseInner(v *fastjson.Value, what string) (*fastjson.Value, error) {
+	s, _ := v.StringBytes()
+	if d := nesting(s); d > maxDepth {
+		return nil, fmt.Errorf("%w: %s nested %d levels deep, more than %d", ErrMalformed, what, d, maxDepth)
+	}
+	iv, err := n.inner.ParseBytes(s)
+	if err != nil || iv.Type() != fastjson.TypeObject {
+		return nil, fmt.Errorf("%w: %s does not hold a JSON object", ErrMalformed, what)
+	}
+	return iv, nil
 }

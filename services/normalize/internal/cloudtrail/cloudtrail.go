@@ -110,7 +110,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		Provider:         events.Provider_PROVIDER_AWS,
 		Source:           in.Source,
 		TimeUnixNano:     when.UnixNano(),
-		ReceivedUnixNano: receivedNano(in),
+		ReceivedUnixNano: in.ReceivedNano(),
 		ProviderEventId:  eventID,
 		Account:          account,
 		Action: &events.Action{
@@ -145,13 +145,6 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 	p.grants(v, ev, sc)
 	ev.Extras = p.buildExtras(v)
 	return ev, nil
-}
-
-func receivedNano(in record.Input) int64 {
-	if in.ReceivedAt.IsZero() {
-		return 0
-	}
-	return in.ReceivedAt.UnixNano()
 }
 
 // optString returns the string at key, "" when absent or null, and an error naming the key

@@ -95,7 +95,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		Provider:         events.Provider_PROVIDER_GCP,
 		Source:           in.Source,
 		TimeUnixNano:     when,
-		ReceivedUnixNano: receivedNano(in),
+		ReceivedUnixNano: in.ReceivedNano(),
 		ProviderEventId:  insertID,
 		Account:          project,
 		Action: &events.Action{
@@ -118,13 +118,6 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 	p.grants(ev, pp, labels, resourceName)
 	ev.Extras = p.buildExtras(entry, pp, authz)
 	return ev, nil
-}
-
-func receivedNano(in record.Input) int64 {
-	if in.ReceivedAt.IsZero() {
-		return 0
-	}
-	return in.ReceivedAt.UnixNano()
 }
 
 // typeOf returns a payload's @type (Panther spells it at_sign_type).

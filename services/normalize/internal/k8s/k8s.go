@@ -96,7 +96,7 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 		Provider:         events.Provider_PROVIDER_K8S,
 		Source:           in.Source,
 		TimeUnixNano:     when,
-		ReceivedUnixNano: receivedNano(in),
+		ReceivedUnixNano: in.ReceivedNano(),
 		ProviderEventId:  auditID,
 		Account:          cluster,
 		Action: &events.Action{
@@ -124,13 +124,6 @@ func (p *Parser) Parse(v *fastjson.Value, in record.Input) (*events.Event, error
 	p.grants(v, ev, cluster, resource, sub, namespace, name)
 	ev.Extras = p.buildExtras(v)
 	return ev, nil
-}
-
-func receivedNano(in record.Input) int64 {
-	if in.ReceivedAt.IsZero() {
-		return 0
-	}
-	return in.ReceivedAt.UnixNano()
 }
 
 // eventTime is when the request was served: stageTimestamp, else when it was received; v1beta1

@@ -38,6 +38,14 @@ type Input struct {
 	ReceivedAt time.Time
 }
 
+// ReceivedNano is ReceivedAt in Unix nanoseconds, 0 when unknown.
+func (in Input) ReceivedNano() int64 {
+	if in.ReceivedAt.IsZero() {
+		return 0
+	}
+	return in.ReceivedAt.UnixNano()
+}
+
 // Str returns the string at keys, or "" when it is absent or not a string.
 func Str(v *fastjson.Value, keys ...string) string {
 	b := Bytes(v, keys...)
