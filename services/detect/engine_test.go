@@ -259,6 +259,27 @@ func idle(t *testing.T, js jetstream.JetStream, p uint32) func() bool {
 	}
 }
 
+// The three scale-out tests share one workload, partition count and reference run.
+const (
+	testPartitions = 8
+	testIdentities = 400
+)
+
+var (
+	refOnce sync.Once
+	refIDs  []string
+)
+
+// sharedReference returns the findings of one uninterrupted worker over the shared workload.
+func sharedReference(t *testing.T) ([]*events.Event, []string) {
+	t.Helper()
+	refOnce.Do(func() { refIDs = reference(t, workload(testIdentities), testPartitions) })
+	if len(refIDs) < 50 {
+		t.Fatalf("the workload raises only %d findings", len(refIDs))
+	}
+	return workload(testIdentities), refIDs
+}
+
 // reference runs one uninterrupted worker over the workload on its own server.
 func reference(t *testing.T, evs []*events.Event, p uint32) []string {
 	t.Helper()
@@ -276,12 +297,8 @@ func reference(t *testing.T, evs []*events.Event, p uint32) []string {
 // TestRestartMidStream stops the only worker in the middle of the stream and starts a new
 // one: the findings are exactly those of an uninterrupted run.
 func TestRestartMidStream(t *testing.T) {
-	const p = 4
-	evs := workload(400)
-	want := reference(t, evs, p)
-	if len(want) < 50 {
-		t.Fatalf("the workload raises only %d findings", len(want))
-	}
+	const p = testPartitions
+	evs, want := sharedReference(t)
 	srv := eventstest.Start(t)
 	sc := srv.Streams
 	sc.Partitions = p
@@ -302,9 +319,8 @@ func TestRestartMidStream(t *testing.T) {
 // TestWorkersSharePartitions runs three workers, stops one in the middle of the stream, and
 // checks its partitions are taken over with no finding lost or duplicated.
 func TestWorkersSharePartitions(t *testing.T) {
-	const p = 8
-	evs := workload(400)
-	want := reference(t, evs, p)
+	const p = testPartitions
+	evs, want := sharedReference(t)
 	srv := eventstest.Start(t)
 	sc := srv.Streams
 	sc.Partitions = p
@@ -353,9 +369,8 @@ func TestWorkersSharePartitions(t *testing.T) {
 // partitions over once the leases expire, replays from their checkpoints, and the findings
 // are still exactly those of an uninterrupted run.
 func TestWorkerCrash(t *testing.T) {
-	const p = 4
-	evs := workload(300)
-	want := reference(t, evs, p)
+	const p = testPartitions
+	evs, want := sharedReference(t)
 	srv := eventstest.Start(t)
 	sc := srv.Streams
 	sc.Partitions = p
