@@ -47,7 +47,9 @@ func TestNATSRestart(t *testing.T) {
 	if kills := o.p.NATS.Kills(); kills != restarts {
 		t.Errorf("nats-server was killed %d times, want %d", kills, restarts)
 	}
-	harness.CheckExactlyOnce(t, o.res, o.want, true)
+	// An acknowledgement lost with the server makes notify print a finding again: the
+	// terminal is an at-least-once destination.
+	harness.CheckExactlyOnce(t, o.res, o.want, false)
 	if exits := o.p.UnexpectedExits(); len(exits) > 0 {
 		t.Errorf("services exited on their own while NATS was away (they must reconnect): %v", exits)
 	}

@@ -26,7 +26,10 @@ type scenario struct {
 	want func(p *harness.Pipeline) (*expect.Outcome, error)
 	// interval between two files written.
 	interval time.Duration
-	options  func(*harness.Options)
+	// write writes the files, when they must be written another way than one every interval
+	// alongside the fault (e.g. by the fault itself).
+	write   func(ctx context.Context, p *harness.Pipeline) error
+	options func(*harness.Options)
 	// fault runs while the files are written and returns when its faults are over.
 	fault func(ctx context.Context, p *harness.Pipeline) error
 	// drain bounds the wait for the pipeline to finish after the load and the faults.
@@ -58,7 +61,13 @@ func (s scenario) run(t *testing.T) outcome {
 
 	start := time.Now()
 	wrote := make(chan error, 1)
-	go func() { wrote <- load.WriteAll(ctx, p.Root, s.files, s.interval) }()
+	go func() {
+		if s.write != nil {
+			wrote <- s.write(ctx, p)
+			return
+		}
+		wrote <- load.WriteAll(ctx, p.Root, s.files, s.interval)
+	}()
 	faulted := make(chan error, 1)
 	go func() {
 		if s.fault == nil {

@@ -10,7 +10,6 @@ package expect
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -66,10 +65,10 @@ func (o *Outcome) AddFile(src Source, path string) error {
 			case err != nil:
 				o.DeadLetters[events.StageNormalize+":"+rid] = err.Error()
 			default:
-				if prev, dup := o.Events[ev.Id]; dup {
-					return fmt.Errorf("expect: records %s and %s are the same event %s; a load must not repeat ids", prev, rid, ev.Id)
+				// The same event read twice (two sources, a re-delivered file) is stored once.
+				if _, dup := o.Events[ev.Id]; !dup {
+					o.Events[ev.Id] = rid
 				}
-				o.Events[ev.Id] = rid
 			}
 			return nil
 		},

@@ -164,7 +164,53 @@ func Start(t testing.TB, opts Options) *Pipeline {
 		}
 		p.Procs[svc] = proc
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.waitStarted(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return p
+}
+
+// startedConsumers are the durable consumers (by stream) that exist once every service has
+// set up its part of JetStream (docs/architecture.md lists them).
+var startedConsumers = map[string][]string{
+	events.StreamRaw:      {"normalize"},
+	events.StreamEvents:   {"detect-store-events"},
+	events.StreamFindings: {"detect-store-findings", "notify"},
+}
+
+// waitStarted waits until every service has created its consumers and buckets: a fault
+// injected earlier would hit a service still starting, which exits when JetStream does not
+// answer and is restarted, a different case from the one a test means to show.
+func (p *Pipeline) waitStarted(ctx context.Context) error {
+	for {
+		missing := p.notStarted(ctx)
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("services did not start: missing %v\nunexpected exits: %s\n%s", missing, strings.Join(p.UnexpectedExits(), "\n"), p.tails())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Pipeline) notStarted(ctx context.Context) []string {
+	var missing []string
+	for stream, names := range startedConsumers {
+		for _, name := range names {
+			if _, err := p.JS.Consumer(ctx, stream, name); err != nil {
+				missing = append(missing, stream+"/"+name)
+			}
+		}
+	}
+	if _, err := p.JS.KeyValue(ctx, events.BucketCursors); err != nil {
+		missing = append(missing, "KV "+events.BucketCursors)
+	}
+	sort.Strings(missing)
+	return missing
 }
 
 // config is the one configuration file every service reads: small batches and short poll
@@ -440,3 +486,6 @@ func (p *Pipeline) Logf(format string, args ...any) {
 	p.t.Helper()
 	p.t.Logf(format, args...)
 }
+
+// Database is the name of the test database.
+func (p *Pipeline) Database() string { return p.opts.ClickHouse.Database }

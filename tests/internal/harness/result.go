@@ -123,9 +123,9 @@ func CheckFindings(t testing.TB, r Result, alertsOnce bool) {
 		t.Errorf("findings: table and stream differ: %d only in the stream (%v), %d only in the table (%v)",
 			len(missing), head(missing), len(extra), head(extra))
 	}
-	// Alerts. The terminal destination prints each finding it is given; a notify killed
-	// between printing and acknowledging prints that finding again on redelivery, which is
-	// why only a run that never killed notify demands exactly one print.
+	// Alerts. The terminal destination prints each finding it is given; a notify killed, or
+	// a server lost, between printing and acknowledging prints that finding again on
+	// redelivery, which is why only a run without either demands exactly one print.
 	//
 	// TODO(notify #7): once notify delivers to Slack and PagerDuty, point them at local fake
 	// servers speaking their protocols and demand at most one alert per finding id there

@@ -143,6 +143,10 @@ type Spec struct {
 	Step  time.Duration
 	// Prefix starts every file name, so two loads can share a directory.
 	Prefix string
+	// PadBytes, when positive, adds a field of that many characters to each CloudTrail
+	// record's additionalEventData, which events keep (up to 4 KiB): heavier events, for a
+	// test that needs a large backlog from few records.
+	PadBytes int
 }
 
 // DefaultSpec is a few thousand records over a few dozen files.
@@ -250,6 +254,16 @@ func (g *generator) uuid() string {
 	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", uint32(a>>32), uint16(a>>16), uint16(a)&0xfff, uint16(b>>48)&0x3fff|0x8000, b&0xffffffffffff)
 }
 
+// padding is n characters of hex groups, like a chain of request ids: nothing a redactor
+// takes for a secret.
+func (g *generator) padding(n int) string {
+	var b strings.Builder
+	for b.Len() < n {
+		fmt.Fprintf(&b, "%016x-", g.rng.Uint64())
+	}
+	return b.String()[:n]
+}
+
 // AccountID is the AWS account of identity k.
 func AccountID(k int) string { return fmt.Sprintf("%012d", 310000000000+k) }
 
@@ -262,6 +276,9 @@ func (g *generator) aws(tmpl []byte, at time.Time, k int) ([]byte, error) {
 	m["eventID"] = g.uuid()
 	m["eventTime"] = at.UTC().Format(time.RFC3339)
 	m["recipientAccountId"] = AccountID(k)
+	if g.spec.PadBytes > 0 {
+		object(m, "additionalEventData")["requestTrace"] = g.padding(g.spec.PadBytes)
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
