@@ -3,10 +3,12 @@ package split_test
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -241,4 +243,81 @@ func TestSplitRedacts(t *testing.T) {
 	if len(got.rejected) != 1 || bytes.Contains(got.rejected[0].Data, []byte("PlantedSessionToken")) {
 		t.Errorf("rejected record not redacted: %+v", got.rejected)
 	}
+}
+
+// FuzzSplit checks that no container makes the splitter panic, that every record it emits
+// is valid JSON within the limit, and that secrets planted where secrets live (credential
+// fields, passwords, Kubernetes Secret bodies) never survive, whatever surrounds them.
+func FuzzSplit(f *testing.F) {
+	for _, p := range []string{
+		"cloudtrail/stratus-red-team/aws.credential-access.ec2-get-password-data.json",
+		"cloudtrail/stratus-red-team/aws.persistence.iam-backdoor-role.json",
+		"cloudtrail/eventbridge/event-cloud-trail-create-bucket.json",
+		"gcp/logentry/LogEntryData-pubsubCreateTopic.json",
+	} {
+		data, err := os.ReadFile(filepath.Join(testdata, p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, "AbCdEfGh1234567890secret", "note")
+	}
+	for _, p := range []string{"k8s/audit-log/audit2rbac-demo.log", "gcp/jsonl/gcp_logging.jsonl", "cloudtrail/lookup-events/aws_cloudtrail.jsonl"} {
+		data, err := os.ReadFile(filepath.Join(testdata, p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(data) > 8<<10 {
+			data = data[:bytes.LastIndexByte(data[:8<<10], '\n')+1]
+		}
+		f.Add(data, "ZZtopSecretValue0987654321", "x\ny")
+	}
+	f.Add([]byte(`{"kind":"EventList","items":[{"auditID":"1"},7,"s",{"a":[1,{"b":null}]}]}`), "q1w2e3r4t5y6u7i8o9p0", "")
+	f.Add([]byte("\x1f\x8b\x08\x00garbage"), "SecretSecretSecret12", "\x00")
+	lim := split.Limits{MaxContainerBytes: 1 << 20, MaxRecordBytes: 64 << 10}
+	f.Fuzz(func(t *testing.T, data []byte, secret, other string) {
+		check := func(data []byte) (records, rejected [][]byte) {
+			last := -1
+			_ = split.New(lim).Split(data, func(r split.Record) error {
+				if err := fastjson.ValidateBytes(r.Data); err != nil {
+					t.Fatalf("record %d is not valid JSON: %v", r.Index, err)
+				}
+				if len(r.Data) > lim.MaxRecordBytes {
+					t.Fatalf("record %d has %d bytes, over the limit", r.Index, len(r.Data))
+				}
+				if r.Index <= last {
+					t.Fatalf("record index %d after %d", r.Index, last)
+				}
+				last = r.Index
+				records = append(records, append([]byte(nil), r.Data...))
+				return nil
+			}, func(r split.Rejected) error {
+				if r.Reason == nil {
+					t.Fatal("rejected without a reason")
+				}
+				rejected = append(rejected, r.Data)
+				return nil
+			})
+			return records, rejected
+		}
+		check(data)
+
+		// Plant the secret where secrets live, next to fuzzed content.
+		if len(secret) < 16 || strings.Trim(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" || strings.Contains(other, secret) {
+			return
+		}
+		q := strconv.Quote(secret)
+		o, _ := json.Marshal(other)
+		planted := `{"Records":[` +
+			`{"eventName":"GetSessionToken","note":` + string(o) + `,"responseElements":{"credentials":{"accessKeyId":"ASIAEXAMPLE","sessionToken":` + q + `,"secretAccessKey":` + q + `}}},` +
+			`{"eventName":"CreateUser","requestParameters":{"userName":"u","password":` + q + `},"note":` + string(o) + `},` +
+			`{"kind":"Event","objectRef":{"resource":"secrets","name":"db"},"requestObject":{"kind":"Secret","data":{"k":` + q + `},"stringData":{"p":` + q + `}},"note":` + string(o) + `}]}`
+		for _, in := range [][]byte{[]byte(planted), bytes.ReplaceAll([]byte(planted[len(`{"Records":[`):len(planted)-2]), []byte("},{"), []byte("}\n{"))} {
+			records, rejected := check(in)
+			for _, r := range append(records, rejected...) {
+				if bytes.Contains(r, []byte(secret)) {
+					t.Fatalf("a planted secret survived: %s", r)
+				}
+			}
+		}
+	})
 }
