@@ -1,10 +1,18 @@
 package ingest
 
 import (
+	"context"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/pkg/events/eventstest"
 	"github.com/nhiwatch/nhiwatch/pkg/platform/config"
 )
 
@@ -73,5 +81,67 @@ func TestValidateSources(t *testing.T) {
 	cfg.Sources = []SourceConfig{{Name: "a", Type: "files", Provider: "aws", Files: files}, {Name: "a", Type: "files", Provider: "aws", Files: files}}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "two sources") {
 		t.Errorf("duplicate names: %v", err)
+	}
+}
+
+// TestServiceRunsSeveralSources runs a files source and a tail source side by side from one
+// configuration, over a real JetStream server.
+func TestServiceRunsSeveralSources(t *testing.T) {
+	srv := eventstest.Start(t)
+	dir := t.TempDir()
+	trail, err := os.ReadFile("../../testdata/cloudtrail/stratus-red-team/aws.persistence.iam-backdoor-role.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "trail.json"), trail, 0o644)
+	audit, err := os.ReadFile("../../testdata/k8s/audit-log/audit2rbac-demo.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	os.WriteFile(auditPath, audit, 0o644)
+
+	cfg := DefaultConfig()
+	cfg.Sources = []SourceConfig{
+		{Name: "trail", Type: "files", Provider: "aws", Files: &FilesConfig{Paths: []string{dir}}},
+		{Name: "apiserver", Type: "tail", Provider: "k8s", Cluster: "prod", Tail: &TailConfig{Paths: []string{auditPath}, PollInterval: 50 * time.Millisecond}},
+	}
+	reader := sdkmetric.NewManualReader()
+	svc, err := New(cfg, Deps{
+		Logger: slog.New(slog.DiscardHandler), Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test"),
+		JS: srv.JS, Streams: srv.Streams,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	want := map[string]int{"trail": strings.Count(string(trail), `"eventID"`), "apiserver": strings.Count(string(audit), "\n")}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := map[string]int{}
+		st, _ := srv.JS.Stream(ctx, events.StreamRaw)
+		info, _ := st.Info(ctx)
+		for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := events.UnmarshalRawBatch(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[b.Source] += len(b.Records)
+		}
+		if got["trail"] == want["trail"] && got["apiserver"] == want["apiserver"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records by source %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
