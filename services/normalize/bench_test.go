@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/nhiwatch/nhiwatch/services/normalize"
 )
 
@@ -116,5 +118,20 @@ func BenchmarkNaiveCloudTrail(b *testing.B) {
 		sink += len(fields)
 	}
 	_ = sink
+	cpu.report(b)
+}
+
+// BenchmarkParseOnlyCloudTrail is the floor: fastjson parsing the same records, nothing else.
+func BenchmarkParseOnlyCloudTrail(b *testing.B) {
+	recs := benchRecords(b, "cloudtrail/stratus-red-team/*.json", "cloudtrail/s3-delivery/*.json.gz", "cloudtrail/lookup-events/*.jsonl", "cloudtrail/eventbridge/*.json")
+	var p fastjson.Parser
+	b.ReportAllocs()
+	cpu := startCPU()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.ParseBytes(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
 	cpu.report(b)
 }
