@@ -244,61 +244,79 @@ const (
 	hasDotCom   // "k.c" of hooks.slack.com, "y.c" of events.pagerduty.com
 	hasScheme   // "://"
 	hasVeUnder  // "ve_" of _live_
+	// special marks, in classOf, the bytes sequences looks around.
+	special
 )
 
 var classOf = func() (t [256]byteClass) {
 	t['-'], t['_'], t['='], t['@'], t['.'] = hasDash, hasUnderscore, hasEquals, hasAt, hasDot
+	for _, b := range []byte("-Jxz.:_eE") {
+		t[b] |= special
+	}
 	t[' '], t['\t'], t['\n'], t['\r'], t['\f'], t['\v'] = hasSpace, hasSpace, hasSpace, hasSpace, hasSpace, hasSpace
 	return t
 }()
 
 func classes(s string) byteClass {
 	var c byteClass
-	var p1, p2 byte // the two bytes before s[i]
 	for i := 0; i < len(s); i++ {
-		b := s[i]
-		c |= classOf[b]
-		switch b {
-		case '-':
-			switch {
-			case p1 == '-':
-				c |= hasDashDash
-			case p1 == 'k' && p2 == 's':
-				c |= hasSkDash
-			case p1 == 't' && p2 == 'a':
-				c |= hasAtDash
-			}
-		case 'J':
-			if p1 == 'y' && p2 == 'e' {
-				c |= hasEyJ
-			}
-		case 'x':
-			if p1 == 'o' && p2 == 'x' {
-				c |= hasXox
-			}
-		case 'a':
-			if p1 == 'z' && p2 == 'I' {
-				c |= hasIza
-			}
-		case 'c':
-			if p1 == '.' && (p2 == 'k' || p2 == 'y') {
-				c |= hasDotCom
-			}
-		case '/':
-			if p1 == '/' && p2 == ':' {
-				c |= hasScheme
-			}
-		case '_':
-			if p1 == 'e' && p2 == 'v' {
-				c |= hasVeUnder
-			}
+		k := classOf[s[i]]
+		c |= k
+		if k&special != 0 {
+			c |= sequences(s, i)
 		}
-		if b|0x20 == 'e' && p1|0x20 == 's' {
-			c |= hasSe
-		}
-		p2, p1 = p1, b
 	}
-	return c
+	return c &^ special
+}
+
+// sequences returns the short sequences around s[i], a byte that may start or end one.
+func sequences(s string, i int) byteClass {
+	at := func(j int) byte {
+		if j < 0 || j >= len(s) {
+			return 0
+		}
+		return s[j]
+	}
+	switch s[i] {
+	case '-':
+		switch p1, p2 := at(i-1), at(i-2); {
+		case p1 == '-':
+			return hasDashDash
+		case p1 == 'k' && p2 == 's':
+			return hasSkDash
+		case p1 == 't' && p2 == 'a':
+			return hasAtDash
+		}
+	case 'J':
+		if at(i-1) == 'y' && at(i-2) == 'e' {
+			return hasEyJ
+		}
+	case 'x':
+		if at(i-1) == 'o' && at(i-2) == 'x' {
+			return hasXox
+		}
+	case 'z':
+		if at(i-1) == 'I' && at(i+1) == 'a' {
+			return hasIza
+		}
+	case '.':
+		if at(i+1) == 'c' && (at(i-1) == 'k' || at(i-1) == 'y') {
+			return hasDotCom
+		}
+	case ':':
+		if at(i+1) == '/' && at(i+2) == '/' {
+			return hasScheme
+		}
+	case '_':
+		if at(i-1) == 'e' && at(i-2) == 'v' {
+			return hasVeUnder
+		}
+	case 'e', 'E':
+		if at(i-1)|0x20 == 's' {
+			return hasSe
+		}
+	}
+	return 0
 }
 
 var patterns = []pattern{
