@@ -30,7 +30,7 @@ func ReadFile(path string, emit func(index int, data []byte) error, reject func(
 	err = split.New(lim).Split(data,
 		func(r split.Record) error { return emit(r.Index, r.Data) },
 		func(r split.Rejected) error { return reject(r.Index, r.Reason) })
-	if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+	if split.Unreadable(err) {
 		return fmt.Errorf("%w: %s: %v", ErrUnreadable, path, err)
 	}
 	return err

@@ -124,7 +124,10 @@ const headBytes = 4096
 // Run reads every matching file once, or keeps watching when configured.
 func (s *Source) Run(ctx context.Context) error {
 	if !s.cfg.Watch {
-		return s.pass(ctx, nil)
+		if err := s.pass(ctx, nil); err != nil && ctx.Err() == nil {
+			return err
+		}
+		return nil
 	}
 	waker := watch.New(nil, s.cfg.PollInterval, s.log)
 	wctx, cancel := context.WithCancel(ctx)
@@ -132,6 +135,9 @@ func (s *Source) Run(ctx context.Context) error {
 	go waker.Run(wctx)
 	for {
 		if err := s.pass(ctx, waker); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		if !waker.Wait(ctx) {
@@ -279,7 +285,7 @@ func (s *Source) file(ctx context.Context, path string) error {
 	}
 	splitter := split.New(s.limits)
 	if err := splitter.Split(data, emit, reject); err != nil {
-		if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+		if split.Unreadable(err) {
 			return s.broken(ctx, path, st, err)
 		}
 		return err

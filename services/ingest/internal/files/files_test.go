@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,21 +66,14 @@ func ids(t *testing.T, path string) []string {
 	return out
 }
 
-func (e *env) start(t *testing.T, cfg Config) (done <-chan error, stop func()) {
+func (e *env) start(t *testing.T, cfg Config) *ingesttest.Running {
 	t.Helper()
 	cfg.Paths = []string{e.dir}
 	src, err := New(cfg, e.h.Sink("logs", events.Provider_PROVIDER_AWS, "auto", ""), e.h.Cursors("logs"), split.DefaultLimits(), e.h.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { ch <- src.Run(ctx); close(finished) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-finished }) }
-	t.Cleanup(stop)
-	return ch, stop
+	return ingesttest.Start(t, src.Run)
 }
 
 func TestOnePassOverEveryForm(t *testing.T) {
@@ -100,8 +92,7 @@ func TestOnePassOverEveryForm(t *testing.T) {
 	e.put(t, "notes.json", []byte("not json\nat all\nreally\n"))
 	e.put(t, "ignored.txt", []byte("{}"))
 
-	done, _ := e.start(t, Config{ChunkRecords: 7})
-	if err := <-done; err != nil {
+	if err := e.start(t, Config{ChunkRecords: 7}).Wait(); err != nil {
 		t.Fatal(err)
 	}
 	ingesttest.CheckOnce(t, e.h.Records(t), want)
@@ -111,8 +102,7 @@ func TestOnePassOverEveryForm(t *testing.T) {
 	}
 	// A second pass reads nothing again.
 	before := e.h.Sum(t, "nhiwatch_ingest_records", attribute.String("source", "logs"))
-	done, _ = e.start(t, Config{})
-	<-done
+	e.start(t, Config{}).Wait()
 	if after := e.h.Sum(t, "nhiwatch_ingest_records", attribute.String("source", "logs")); after != before {
 		t.Errorf("a second pass published %d more records", after-before)
 	}
@@ -137,7 +127,7 @@ func TestStopInsideAFileResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, stop := e.start(t, Config{ChunkRecords: 200})
+	stop := e.start(t, Config{ChunkRecords: 200}).Stop
 	for up := range w.Updates() {
 		if up != nil {
 			break
@@ -147,8 +137,7 @@ func TestStopInsideAFileResumes(t *testing.T) {
 	if n := len(e.h.Records(t)); n == 0 || n >= len(want) {
 		t.Fatalf("after the stop NHI_RAW holds %d of %d records, want a stop inside the file", n, len(want))
 	}
-	done, _ := e.start(t, Config{ChunkRecords: 200})
-	<-done
+	e.start(t, Config{ChunkRecords: 200}).Wait()
 	ingesttest.CheckOnce(t, e.h.Records(t), want)
 	if n := e.h.Sum(t, "nhiwatch_ingest_records", attribute.String("source", "logs")); n > int64(len(want)+200) {
 		t.Errorf("published %d records for %d: the restart re-read more than one chunk", n, len(want))

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,4 +262,94 @@ func hasAll(set attribute.Set, want []attribute.KeyValue) bool {
 		}
 	}
 	return true
+}
+
+// Running is a source started by Start.
+type Running struct {
+	t      testing.TB
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+	once   sync.Once
+}
+
+// Start runs run (a source's Run) until Stop is called or the test ends.
+func Start(t testing.TB, run func(context.Context) error) *Running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{t: t, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = run(ctx)
+		close(r.done)
+	}()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Stop cancels the source and waits for it to return; an error or a source that does not
+// stop fails the test.
+func (r *Running) Stop() {
+	r.once.Do(func() {
+		r.cancel()
+		if err := r.Wait(); err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// Wait waits (at most 30s) for the source to return by itself and returns its error.
+func (r *Running) Wait() error {
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("source did not stop")
+		return nil
+	}
+}
+
+// Done is closed when the source returned.
+func (r *Running) Done() <-chan struct{} { return r.done }
+
+// LimitRaw makes NHI_RAW refuse new messages past n (as a full stream with DiscardNew does);
+// the returned function lifts the limit.
+func (h *Harness) LimitRaw(t testing.TB, n int64) (lift func()) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := h.Server.JS.Stream(ctx, events.StreamRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.Config
+	cfg.MaxMsgs = n
+	cfg.Discard = jetstream.DiscardNew
+	if _, err := h.Server.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		cfg.MaxMsgs = -1
+		if _, err := h.Server.JS.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Lines returns the non-empty lines of a file.
+func Lines(t testing.TB, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for l := range strings.Lines(string(data)) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -273,7 +273,7 @@ func (s *Source) process(ctx context.Context, msgs []kafkago.Message) error {
 		b := s.sink.NewBatch(pos)
 		err := s.message(ctx, splitter, b, pos, m.Value)
 		if err != nil {
-			if !isBroken(err) {
+			if !split.Unreadable(err) {
 				return err
 			}
 			s.log.Warn("skipping unreadable kafka message", "position", pos, "error", err)
@@ -299,8 +299,4 @@ func (s *Source) message(ctx context.Context, splitter *split.Splitter, b *sink.
 			return s.sink.Reject(ctx, pos+"#"+strconv.Itoa(r.Index), r.Data, r.Reason)
 		})
 	})
-}
-
-func isBroken(err error) bool {
-	return errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge)
 }

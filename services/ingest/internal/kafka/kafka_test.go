@@ -1,18 +1,15 @@
 package kafka
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -26,20 +23,7 @@ import (
 const testdata = "../../../../testdata"
 
 func lines(t *testing.T, path string) []string {
-	f, err := os.Open(filepath.Join(testdata, path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
+	return ingesttest.Lines(t, filepath.Join(testdata, path))
 }
 
 type env struct {
@@ -90,22 +74,7 @@ func (e *env) start(t *testing.T, source string, cfg Config) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { src.Run(ctx); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				t.Fatal("source did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return ingesttest.Start(t, src.Run).Stop
 }
 
 // committed returns the group's committed offsets summed over partitions.
@@ -169,18 +138,7 @@ func TestConsumesEveryFormatAcrossARestart(t *testing.T) {
 func TestStopsWhileJetStreamIsFull(t *testing.T) {
 	e := newEnv(t, "audit")
 	k8s := lines(t, "k8s/audit-log/audit2rbac-demo.log")
-	ctx := context.Background()
-	st, err := e.h.Server.JS.Stream(ctx, events.StreamRaw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := st.Info(ctx)
-	full := info.Config
-	full.MaxMsgs = 10
-	full.Discard = jetstream.DiscardNew
-	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	lift := e.h.LimitRaw(t, 10)
 	e.produce(t, "bus", "audit", k8s...)
 	e.start(t, "bus", Config{Topics: []string{"audit"}, GroupID: "g", MaxBatchMessages: 5})
 	ingesttest.Eventually(t, 30*time.Second, "a full stream", func() bool {
@@ -194,10 +152,7 @@ func TestStopsWhileJetStreamIsFull(t *testing.T) {
 	if committed > 10 {
 		t.Fatalf("committed %d offsets while only 10 messages fit", committed)
 	}
-	full.MaxMsgs = -1
-	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	lift()
 	e.h.WaitRecords(t, len(e.want), 60*time.Second)
 	ingesttest.CheckOnce(t, e.h.Records(t), e.want)
 }

@@ -60,24 +60,7 @@ func start(t *testing.T, h *ingesttest.Harness, cfg Config) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { src.Run(ctx); close(done) }()
-	var once bool
-	stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("source did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return ingesttest.Start(t, src.Run).Stop
 }
 
 func testConfig(targets ...Target) Config {

@@ -160,7 +160,7 @@ func (s *Source) handle(ctx context.Context, m *pubsub.Message) {
 		})
 	}
 	if err != nil {
-		if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+		if split.Unreadable(err) {
 			// A message that is not a log entry will never be: dead-letter it and ack.
 			s.log.Warn("skipping unreadable pubsub message", "position", pos, "error", err)
 			if err := s.sink.Reject(ctx, pos, nil, err); err != nil {

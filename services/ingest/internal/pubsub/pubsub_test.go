@@ -1,20 +1,17 @@
 package pubsub
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/pubsub/v2/pstest"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -75,41 +72,11 @@ func (e *env) start(t *testing.T, cfg Config) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("source did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return ingesttest.Start(t, src.Run).Stop
 }
 
 func logEntries(t *testing.T) []string {
-	var out []string
-	f, err := os.Open(filepath.Join(testdata, "gcp/jsonl/gcp_logging.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
+	out := ingesttest.Lines(t, filepath.Join(testdata, "gcp/jsonl/gcp_logging.jsonl"))
 	for _, name := range []string{"LogEntryData-pubsubCreateTopic.json", "LogEntryData-bigqueryjobcompleted.json"} {
 		data, err := os.ReadFile(filepath.Join(testdata, "gcp/logentry", name))
 		if err != nil {
@@ -162,18 +129,7 @@ func TestReceivesAcrossARestart(t *testing.T) {
 // redelivers; nothing is acknowledged before it is stored, and nothing is lost.
 func TestNacksWhileJetStreamIsFull(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	st, err := e.h.Server.JS.Stream(ctx, events.StreamRaw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := st.Info(ctx)
-	full := info.Config
-	full.MaxMsgs = 5
-	full.Discard = jetstream.DiscardNew
-	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	lift := e.h.LimitRaw(t, 5)
 	for i := range 30 {
 		e.publish(synthetic(i))
 	}
@@ -196,10 +152,7 @@ func TestNacksWhileJetStreamIsFull(t *testing.T) {
 	if acked > 5 {
 		t.Fatalf("%d messages acknowledged while only 5 were stored", acked)
 	}
-	full.MaxMsgs = -1
-	if _, err := e.h.Server.JS.UpdateStream(ctx, full); err != nil {
-		t.Fatal(err)
-	}
+	lift()
 	e.h.WaitRecords(t, len(e.want), 60*time.Second)
 	ingesttest.CheckOnce(t, e.h.Records(t), e.want)
 }

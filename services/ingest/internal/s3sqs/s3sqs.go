@@ -317,7 +317,7 @@ func (s *Source) object(ctx context.Context, o object) error {
 		return s.sink.Reject(ctx, pos+"#"+strconv.Itoa(r.Index), r.Data, r.Reason)
 	}
 	if err := split.New(s.limits).Split(data, emit, reject); err != nil {
-		if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+		if split.Unreadable(err) {
 			s.log.Warn("skipping unreadable object", "object", pos, "error", err)
 			return s.sink.Retry(ctx, "dead-letter object", func() error { return s.sink.Reject(ctx, pos, nil, err) })
 		}

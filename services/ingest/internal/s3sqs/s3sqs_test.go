@@ -161,27 +161,7 @@ func (e *env) run(t *testing.T, cfg Config) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("source did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return ingesttest.Start(t, src.Run).Stop
 }
 
 func TestNotificationsOfEveryKind(t *testing.T) {

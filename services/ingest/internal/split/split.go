@@ -27,6 +27,12 @@ var (
 	ErrNotJSON   = errors.New("not JSON")
 )
 
+// Unreadable reports whether err says a container can never be read (not JSON, malformed,
+// too large), as opposed to a failure that may pass on a retry.
+func Unreadable(err error) bool {
+	return errors.Is(err, ErrNotJSON) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrTooLarge)
+}
+
 // Limits bound what a hostile or broken container can make ingest do.
 type Limits struct {
 	// MaxContainerBytes bounds a container after decompression (gzip bombs stop here).

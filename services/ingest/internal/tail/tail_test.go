@@ -2,7 +2,6 @@ package tail
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -93,25 +92,7 @@ func (e *env) start(t *testing.T) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("source did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return ingesttest.Start(t, src.Run).Stop
 }
 
 // stored returns how often each audit id is in NHI_RAW, by distinct record id and in total.
@@ -279,9 +260,7 @@ func TestStartAtEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go src.Run(ctx)
+	ingesttest.Start(t, src.Run)
 	time.Sleep(200 * time.Millisecond)
 	e.appendTo(t, e.path, lines[10:]...)
 	e.waitAll(t)

@@ -297,7 +297,7 @@ func (s *Source) publish(ctx context.Context, clusterName string, body []byte) e
 		return sk.Reject(ctx, pos, r.Data, r.Reason)
 	}
 	if err := split.New(s.limits).Split(body, emit, reject); err != nil {
-		if errors.Is(err, split.ErrNotJSON) || errors.Is(err, split.ErrMalformed) || errors.Is(err, split.ErrTooLarge) {
+		if split.Unreadable(err) {
 			return badRequest{err}
 		}
 		return err

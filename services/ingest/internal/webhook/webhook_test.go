@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -20,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -148,43 +146,18 @@ func (e *env) start(t *testing.T, cfg Config) (src *Source, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
+	r := ingesttest.Start(t, src.Run)
 	select {
 	case <-src.Ready():
-	case err := <-done:
-		t.Fatal(err)
+	case <-r.Done():
+		t.Fatal(r.Wait())
 	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return src, stop
+	return src, r.Stop
 }
 
 // auditEvents returns the audit2rbac demo log's events.
 func auditEvents(t *testing.T) []string {
-	f, err := os.Open(filepath.Join(testdata, "k8s/audit-log/audit2rbac-demo.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
+	return ingesttest.Lines(t, filepath.Join(testdata, "k8s/audit-log/audit2rbac-demo.log"))
 }
 
 func eventList(evs []string) []byte {
