@@ -33,6 +33,13 @@ const (
 	BucketAlerts = "NHI_ALERTS"
 	// BucketFindingStatus holds the triage status of findings.
 	BucketFindingStatus = "NHI_FINDING_STATUS"
+	// BucketGrants is the object store of imported inventory snapshots (grants), one object
+	// per snapshot scope.
+	BucketGrants = "NHI_GRANTS"
+	// BucketPosture holds the posture state of detect: the posture findings open (so that a
+	// re-evaluation does not publish them again) and the activity summary they are
+	// evaluated from.
+	BucketPosture = "NHI_POSTURE"
 )
 
 // Stages name the service a dead-lettered message failed in.

@@ -37,11 +37,13 @@ type Config struct {
 	StoreRetryBackoff time.Duration `yaml:"store_retry_backoff" env:"STORE_RETRY_BACKOFF"`
 	// DetectorsConfig configures the detectors (detectors.go).
 	DetectorsConfig `yaml:",inline"`
+	// Usage configures grants, usage statistics and posture findings (usage.go).
+	Usage UsageConfig `yaml:"usage" envPrefix:"USAGE_"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{StoreBatchRows: 20000, StoreFlushInterval: time.Second, StoreRetryBackoff: time.Second, DetectorsConfig: defaultDetectorsConfig()}
+	return Config{StoreBatchRows: 20000, StoreFlushInterval: time.Second, StoreRetryBackoff: time.Second, DetectorsConfig: defaultDetectorsConfig(), Usage: DefaultUsageConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -51,6 +53,9 @@ func (c Config) Validate() error {
 	}
 	if c.StoreFlushInterval <= 0 || c.StoreRetryBackoff <= 0 {
 		return errors.New("detect: store_flush_interval and store_retry_backoff must be positive")
+	}
+	if err := c.Usage.Validate(); err != nil {
+		return err
 	}
 	return c.DetectorsConfig.validate()
 }
@@ -122,11 +127,11 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := s.startStore(ctx, g, ConsumerStoreFindings, "detect: findings to ClickHouse", events.StreamFindings, events.SubjectsFindings, store.FindingsTable()); err != nil {
 			return err
 		}
-		if err := s.startUsage(ctx, g, DefaultUsageConfig()); err != nil {
-			return err
-		}
 	} else {
 		s.deps.Logger.Warn("no ClickHouse configured: events and findings are not stored")
+	}
+	if err := s.startUsage(ctx, g, s.cfg.Usage); err != nil {
+		return err
 	}
 	<-ctx.Done()
 	return g.Wait()

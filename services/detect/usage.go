@@ -65,23 +65,30 @@ func (r *UsageReplay) Reports() []UsageReport { return r.tracker.Reports() }
 // ConsumerUsage is the durable consumer that writes permission usage to ClickHouse.
 const ConsumerUsage = "detect-usage"
 
-// UsageConfig configures the grants and usage statistics.
+// UsageConfig configures grants, the usage statistics and the posture findings.
 type UsageConfig = usage.SyncConfig
 
 // DefaultUsageConfig returns the defaults.
 func DefaultUsageConfig() UsageConfig { return usage.DefaultSyncConfig() }
 
-// startUsage starts the usage-vs-granted writers: permission usage from a durable consumer
-// (the store writer), grants and grant usage from the grants sync (its own ordered
-// consumer, its own grant model loaded from the NHI_GRANTS snapshots).
+// startUsage starts the grants side of detect: permission usage to ClickHouse from a
+// durable consumer (the store writer), and the grants sync (its own ordered consumer, its
+// own grant model loaded from the NHI_GRANTS snapshots) which writes grants and grant usage
+// to ClickHouse when there is one and raises the posture findings.
 func (s *Service) startUsage(ctx context.Context, g *errgroup.Group, cfg UsageConfig) error {
-	if err := s.startStore(ctx, g, ConsumerUsage, "detect: permission usage to ClickHouse", events.StreamEvents, events.SubjectsEvents, usage.UsageTable()); err != nil {
-		if ctx.Err() != nil {
-			return nil // shut down while starting
+	if s.deps.ClickHouse != nil {
+		if err := s.startStore(ctx, g, ConsumerUsage, "detect: permission usage to ClickHouse", events.StreamEvents, events.SubjectsEvents, usage.UsageTable()); err != nil {
+			if ctx.Err() != nil {
+				return nil // shut down while starting
+			}
+			return err
 		}
-		return err
 	}
-	sync, err := usage.NewSync(cfg, grants.NewModel(), s.deps.ClickHouse, s.deps.JS, s.deps.Logger.With("component", "grants"))
+	sync, err := usage.NewSync(cfg, usage.SyncDeps{
+		Model: grants.NewModel(), JS: s.deps.JS, Streams: s.deps.Streams, ClickHouse: s.deps.ClickHouse,
+		Log: s.deps.Logger.With("component", "grants"), Meter: s.deps.Meter, Publisher: s.pub,
+		Owners: usage.CatalogOwners(s.detectors.catalog), WorkerID: s.cfg.WorkerID,
+	})
 	if err != nil {
 		return err
 	}

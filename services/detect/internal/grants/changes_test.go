@@ -382,3 +382,28 @@ func TestApplyKubernetes(t *testing.T) {
 		}
 	}
 }
+
+func TestEntrySince(t *testing.T) {
+	m := loadModel(t, "aws-authorization-details.json")
+	deployer := awsID("user/ci/ci-deployer")
+	for _, e := range m.Entries(deployer) {
+		if !e.Since.IsZero() {
+			t.Errorf("snapshot entry %s has Since %v", e.Permission, e.Since)
+		}
+	}
+	joined := taken.Add(5 * time.Hour)
+	m.Apply(changeEvent(events.Provider_PROVIDER_AWS, acct, "j", joined, &events.GrantChange{Op: events.GrantOp_GRANT_OP_ADD,
+		Grantee: deployer, Grant: "arn:aws:iam::" + acct + ":group/platform-admins", Mechanism: "add_user_to_group"}))
+	n := 0
+	for _, e := range m.Entries(deployer) {
+		if e.Via == "group:platform-admins" {
+			n++
+			if !e.Since.Equal(joined) {
+				t.Errorf("entry through the group joined at %v has Since %v", joined, e.Since)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no entries through platform-admins")
+	}
+}

@@ -126,7 +126,7 @@ func TestApply(t *testing.T) {
 		t.Fatalf("an attach older than the snapshot changed the model: %v", ch)
 	}
 	ch := m.Apply(grantEvent("e1", taken.Add(time.Hour), events.Result_RESULT_ALLOWED, attach))
-	want := []EntryChange{{Entry: Entry{Identity: user, Provider: "aws", Permission: "*", Grant: AWSManagedPolicyARN("AdministratorAccess"), Via: "direct", Scope: "*", Admin: true}, Active: true}}
+	want := []EntryChange{{Entry: Entry{Identity: user, Provider: "aws", Permission: "*", Grant: AWSManagedPolicyARN("AdministratorAccess"), Via: "direct", Scope: "*", Admin: true, Since: taken.Add(time.Hour)}, Active: true}}
 	if diff := cmp.Diff(want, ch, cmp.AllowUnexported(Entry{}), cmpEntryIgnore); diff != "" {
 		t.Errorf("attach changes (-want +got)\n%s", diff)
 	}

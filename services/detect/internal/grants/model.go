@@ -34,6 +34,9 @@ type Model struct {
 	identities map[string]*Identity
 	creds      map[string]*Credential
 	entries    map[string][]*Entry // cache by identity + groups
+	// since is when a binding or membership that events added came into force (by
+	// bindingKey and membershipKey); snapshot ones are not in it (in force since before).
+	since map[string]time.Time
 }
 
 // overlay is what events changed since the snapshots.
@@ -144,6 +147,7 @@ func (m *Model) rebuild() {
 	m.identities = map[string]*Identity{}
 	m.creds = map[string]*Credential{}
 	m.entries = map[string][]*Entry{}
+	m.since = map[string]time.Time{}
 
 	scopes := make([]string, 0, len(m.layers))
 	for sc := range m.layers {
@@ -197,6 +201,7 @@ func (m *Model) rebuild() {
 		}
 		b := m.ov.bindings[k].v
 		m.bindings[b.Principal] = append(m.bindings[b.Principal], b)
+		m.since[k] = m.ov.bindings[k].at
 	}
 	for _, k := range sortedKeys(m.ov.memberships) {
 		if seenM[k] {
@@ -204,6 +209,7 @@ func (m *Model) rebuild() {
 		}
 		ms := m.ov.memberships[k].v
 		m.groupsOf[ms.Member] = append(m.groupsOf[ms.Member], ms.Group)
+		m.since[k] = m.ov.memberships[k].at
 	}
 	for _, k := range sortedKeys(m.ov.creds) {
 		c := m.ov.creds[k].v
@@ -336,25 +342,30 @@ func (m *Model) entriesLocked(identity string, groups []string) []*Entry {
 	}
 	var es []*Entry
 	seen := map[string]bool{}
-	add := func(principal, via string) {
+	add := func(principal, via string, joined time.Time) {
 		for _, b := range m.bindings[principal] {
 			if b.Boundary {
 				continue
 			}
+			since := m.since[bindingKey(b)]
+			if joined.After(since) {
+				since = joined
+			}
 			for _, e := range m.expand(identity, b, via) {
 				if k := e.Key(); !seen[k] {
 					seen[k] = true
+					e.Since = since
 					es = append(es, e)
 				}
 			}
 		}
 	}
-	add(identity, "direct")
+	add(identity, "direct", time.Time{})
 	for _, g := range m.groupsOf[identity] {
-		add(g, "group:"+groupName(g))
+		add(g, "group:"+groupName(g), m.since[membershipKey(Membership{Member: identity, Group: g})])
 	}
 	for _, g := range k8sGroups(identity, groups) {
-		add(g, "group:"+groupName(g))
+		add(g, "group:"+groupName(g), time.Time{})
 	}
 	m.entries[ck] = es
 	return es

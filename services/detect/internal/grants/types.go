@@ -194,6 +194,9 @@ type Entry struct {
 	Admin bool `json:"admin,omitempty"`
 	// Unresolved marks a grant whose definition is unknown: it matches nothing.
 	Unresolved bool `json:"unresolved,omitempty"`
+	// Since is when the grant came into force, when an event showed it (an attach, a new
+	// binding, joining a group); zero when a snapshot shows it, in force since before.
+	Since time.Time `json:"since,omitzero"`
 
 	prov events.Provider
 	stmt *Statement // AWS: the statement; Actions narrowed to the one pattern

@@ -110,7 +110,7 @@ func TestStatisticsInClickHouse(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	now := time.Now().UTC().Truncate(time.Second)
 
-	snapStore, err := OpenSnapshotStore(ctx, srv.JS)
+	snapStore, err := OpenSnapshotStore(ctx, srv.JS, srv.Streams)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestStatisticsInClickHouse(t *testing.T) {
 	go func() { done <- w.Run(ctx, cons) }()
 	cfg := DefaultSyncConfig()
 	cfg.ReconcileInterval, cfg.ScanInterval = 200*time.Millisecond, time.Hour
-	sync, err := NewSync(cfg, grants.NewModel(), conn, srv.JS, log)
+	sync, err := NewSync(cfg, SyncDeps{Model: grants.NewModel(), ClickHouse: conn, JS: srv.JS, Streams: srv.Streams, Log: log, Meter: noop.NewMeterProvider().Meter("test")})
 	if err != nil {
 		t.Fatal(err)
 	}

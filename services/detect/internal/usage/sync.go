@@ -1,11 +1,10 @@
 package usage
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,89 +14,20 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 )
 
-// SnapshotBucket is the JetStream object store holding the imported inventory snapshots,
-// one object per scope, in the model's own JSON form.
-const SnapshotBucket = "NHI_GRANTS"
-
-// SnapshotStore keeps imported snapshots in JetStream, so every detect replica (and a
-// restarted one) starts from the same inventory.
-type SnapshotStore struct{ os jetstream.ObjectStore }
-
-// OpenSnapshotStore creates or opens the snapshot bucket.
-func OpenSnapshotStore(ctx context.Context, js jetstream.JetStream) (*SnapshotStore, error) {
-	os, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: SnapshotBucket, Description: "nhiwatch inventory snapshots (grants)",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("grants snapshot store: %w", err)
-	}
-	return &SnapshotStore{os: os}, nil
-}
-
-// objectName is the object of a scope: scopes hold ':' and '/', so the name is a hash.
-func objectName(scope string) string {
-	sum := sha256.Sum256([]byte(scope))
-	return "snapshot-" + hex.EncodeToString(sum[:12])
-}
-
-// Put stores a snapshot, replacing the one of the same scope.
-func (s *SnapshotStore) Put(ctx context.Context, snap *grants.Snapshot) error {
-	b, err := json.Marshal(snap)
-	if err != nil {
-		return err
-	}
-	_, err = s.os.Put(ctx, jetstream.ObjectMeta{Name: objectName(snap.Scope), Description: snap.Scope}, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("store snapshot %s: %w", snap.Scope, err)
-	}
-	return nil
-}
-
-// LoadAll reads every stored snapshot.
-func (s *SnapshotStore) LoadAll(ctx context.Context) ([]*grants.Snapshot, error) {
-	infos, err := s.os.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	var out []*grants.Snapshot
-	for _, info := range infos {
-		if info.Deleted {
-			continue
-		}
-		snap, err := s.get(ctx, info.Name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, snap)
-	}
-	return out, nil
-}
-
-func (s *SnapshotStore) get(ctx context.Context, name string) (*grants.Snapshot, error) {
-	b, err := s.os.GetBytes(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("read snapshot %s: %w", name, err)
-	}
-	var snap grants.Snapshot
-	if err := json.Unmarshal(b, &snap); err != nil {
-		return nil, fmt.Errorf("%w: stored snapshot %s: %v", grants.ErrFormat, name, err)
-	}
-	return &snap, nil
-}
-
-// SyncConfig configures the grants side of the usage statistics.
+// SyncConfig configures the grants side of detect: snapshot imports, the ClickHouse
+// statistics and the posture findings.
 type SyncConfig struct {
-	// SnapshotDir is scanned every ScanInterval; new or changed export files in it are
-	// imported. Empty disables the scan (import with `nhiwatch grants import`).
+	// SnapshotDir is scanned every ScanInterval (by one worker); new or changed export
+	// files in it are imported. Empty disables the scan (import with `nhiwatch grants import`).
 	SnapshotDir  string        `yaml:"snapshot_dir" env:"SNAPSHOT_DIR"`
 	ScanInterval time.Duration `yaml:"scan_interval" env:"SCAN_INTERVAL"`
 	// ReconcileInterval is how often the whole grant state is rewritten to ClickHouse.
@@ -105,46 +35,124 @@ type SyncConfig struct {
 	// Cluster and GCPResource complete export files that do not name them.
 	Cluster     string `yaml:"cluster" env:"CLUSTER"`
 	GCPResource string `yaml:"gcp_resource" env:"GCP_RESOURCE"`
+	// Posture turns the posture findings on (posture_no_owner, posture_key_rotation,
+	// posture_standing_admin). They are evaluated every PostureInterval and after every
+	// snapshot import, by the one worker holding the grants lease.
+	Posture         bool          `yaml:"posture" env:"POSTURE"`
+	PostureInterval time.Duration `yaml:"posture_interval" env:"POSTURE_INTERVAL"`
+	// KeyRotationAge: an active long-term key last rotated longer ago is a finding.
+	KeyRotationAge time.Duration `yaml:"key_rotation_age" env:"KEY_ROTATION_AGE"`
+	// StandingAdminWindow: an admin-equivalent grant with no admin action for this long is
+	// a finding.
+	StandingAdminWindow time.Duration `yaml:"standing_admin_window" env:"STANDING_ADMIN_WINDOW"`
+	// LeaseTTL bounds how long the grants lease outlives a worker that died: another worker
+	// takes over the snapshot scan and the posture evaluation after it.
+	LeaseTTL time.Duration `yaml:"lease_ttl" env:"LEASE_TTL"`
 }
 
-// DefaultSyncConfig returns the defaults.
+// DefaultSyncConfig returns the defaults: posture off (it reports every NHI the catalog
+// does not own, so turn it on with a catalog), evaluated hourly, 90-day thresholds.
 func DefaultSyncConfig() SyncConfig {
-	return SyncConfig{ScanInterval: 5 * time.Minute, ReconcileInterval: 15 * time.Minute, Cluster: "default"}
+	p := DefaultPostureConfig()
+	return SyncConfig{
+		ScanInterval: 5 * time.Minute, ReconcileInterval: 15 * time.Minute, Cluster: "default",
+		Posture: false, PostureInterval: time.Hour, KeyRotationAge: p.KeyRotationAge, StandingAdminWindow: p.StandingAdminWindow,
+		LeaseTTL: 30 * time.Second,
+	}
 }
 
 // Validate reports the first setting that cannot work.
 func (c SyncConfig) Validate() error {
-	if c.ScanInterval <= 0 || c.ReconcileInterval <= 0 {
-		return errors.New("usage: scan_interval and reconcile_interval must be positive")
+	switch {
+	case c.ScanInterval <= 0 || c.ReconcileInterval <= 0:
+		return errors.New("detect.usage: scan_interval and reconcile_interval must be positive")
+	case c.PostureInterval < time.Second:
+		return fmt.Errorf("detect.usage.posture_interval must be at least 1s, got %s", c.PostureInterval)
+	case c.KeyRotationAge < 24*time.Hour || c.StandingAdminWindow < 24*time.Hour:
+		return errors.New("detect.usage: key_rotation_age and standing_admin_window must be at least 24h")
+	case c.LeaseTTL < time.Second:
+		return fmt.Errorf("detect.usage.lease_ttl must be at least 1s, got %s", c.LeaseTTL)
+	}
+	if c.SnapshotDir != "" {
+		if st, err := os.Stat(c.SnapshotDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("detect.usage.snapshot_dir %q is not a readable directory", c.SnapshotDir)
+		}
 	}
 	return nil
 }
 
-// Sync keeps the grants table current. It reads every NHI_EVENTS message on an ordered
-// consumer of its own (not a shared durable one), so each replica's model holds every
-// grant change; it starts from the stream's first message to rebuild the model after a
-// restart. Rows are derived from the model, so replicas write identical rows and a
-// ReplacingMergeTree keeps one.
-type Sync struct {
-	cfg   SyncConfig
-	model *grants.Model
-	conn  driver.Conn
-	js    jetstream.JetStream
-	log   *slog.Logger
-	now   func() time.Time
-	seen  map[string]string // snapshot file → content hash
+// PostureConfig returns the posture thresholds.
+func (c SyncConfig) PostureConfig() PostureConfig {
+	return PostureConfig{KeyRotationAge: c.KeyRotationAge, StandingAdminWindow: c.StandingAdminWindow}
 }
 
-// NewSync returns a Sync over model.
-func NewSync(cfg SyncConfig, model *grants.Model, conn driver.Conn, js jetstream.JetStream, log *slog.Logger) (*Sync, error) {
+// SyncDeps are what a Sync works with.
+type SyncDeps struct {
+	Model   *grants.Model
+	JS      jetstream.JetStream
+	Streams streams.Config
+	Log     *slog.Logger
+	Meter   metric.Meter
+	// ClickHouse is optional: without it the sync keeps the model and the posture, and
+	// writes no statistics.
+	ClickHouse driver.Conn
+	// Publisher publishes posture findings (required when posture is on).
+	Publisher *streams.Publisher
+	// Owners is the catalog (optional).
+	Owners Owners
+	// WorkerID names this worker in the grants lease; empty picks host-pid-random.
+	WorkerID string
+	Now      func() time.Time
+}
+
+// LeaseKey is the key of the grants lease in NHI_LEASES: its holder scans the snapshot
+// directory and evaluates posture.
+const LeaseKey = "grants.leader"
+
+// Sync keeps the grant model current and derives everything from it. It reads every
+// NHI_EVENTS message on an ordered consumer of its own (not a shared durable one), so each
+// replica's model holds every grant change; it starts from the stream's first message to
+// rebuild the model after a restart. Grant rows are derived from the model, so replicas
+// write identical rows and a ReplacingMergeTree keeps one. The worker holding the grants
+// lease also scans the snapshot directory and evaluates posture, once it has caught up
+// with the stream.
+type Sync struct {
+	cfg      SyncConfig
+	d        SyncDeps
+	activity *Activities
+	seen     map[string]string // snapshot file → content hash
+	lastSeq  uint64            // NHI_EVENTS sequence of the last message applied
+}
+
+// NewSync checks the configuration and dependencies and returns a Sync.
+func NewSync(cfg SyncConfig, d SyncDeps) (*Sync, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if model == nil || conn == nil || js == nil || log == nil {
-		return nil, errors.New("usage: sync needs a model, ClickHouse, JetStream and a logger")
+	if d.Model == nil || d.JS == nil || d.Log == nil || d.Meter == nil {
+		return nil, errors.New("usage: sync needs a model, JetStream, a logger and a meter")
 	}
-	return &Sync{cfg: cfg, model: model, conn: conn, js: js, log: log, now: time.Now, seen: map[string]string{}}, nil
+	if cfg.Posture && d.Publisher == nil {
+		return nil, errors.New("usage: posture findings need a publisher")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.WorkerID == "" {
+		d.WorkerID = defaultWorkerID()
+	}
+	return &Sync{cfg: cfg, d: d, activity: NewActivities(), seen: map[string]string{}}, nil
 }
+
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}
+
+// Activity returns the activity the sync has observed.
+func (s *Sync) Activity() *Activities { return s.activity }
 
 // Run loads the stored snapshots, replays NHI_EVENTS and then follows it until ctx ends.
 // A shutdown during start-up is not an error.
@@ -157,18 +165,41 @@ func (s *Sync) Run(ctx context.Context) error {
 }
 
 func (s *Sync) run(ctx context.Context) error {
-	store, err := OpenSnapshotStore(ctx, s.js)
+	store, err := OpenSnapshotStore(ctx, s.d.JS, s.d.Streams)
 	if err != nil {
 		return err
 	}
 	if err := s.loadSnapshots(ctx, store); err != nil {
 		return err
 	}
-	cons, err := s.js.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectsEvents}, DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	leases, err := streams.EnsureBucket(ctx, s.d.JS, s.d.Streams, events.BucketLeases, "which detect worker owns which partition", 1)
 	if err != nil {
-		return fmt.Errorf("usage sync: consumer: %w", err)
+		return err
+	}
+	lease, err := NewLease(leases, LeaseKey, s.d.WorkerID, s.cfg.LeaseTTL, s.d.Now)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := lease.Release(rctx); err != nil {
+			s.d.Log.Warn("grants lease not released; it expires on its own", "error", err)
+		}
+	}()
+	var posture *PostureRunner
+	if s.cfg.Posture {
+		posture, err = NewPostureRunner(ctx, s.cfg.PostureConfig(), s.d.JS, s.d.Streams, s.d.Publisher, s.d.Owners, s.d.Log, s.d.Meter, s.d.Now)
+		if err != nil {
+			return err
+		}
+		if err := posture.LoadActivity(ctx, s.activity); err != nil {
+			return err
+		}
+	}
+	cons, err := s.consumer(ctx)
+	if err != nil {
+		return err
 	}
 	watch, err := store.os.Watch(ctx, jetstream.UpdatesOnly())
 	if err != nil {
@@ -179,56 +210,124 @@ func (s *Sync) run(ctx context.Context) error {
 	defer reconcile.Stop()
 	scan := time.NewTicker(s.cfg.ScanInterval)
 	defer scan.Stop()
-	s.scanDir(ctx, store)
-	needReconcile := true
+	evaluate := time.NewTicker(s.cfg.PostureInterval)
+	defer evaluate.Stop()
+
+	needReconcile, postureDue, scanDue, caughtUp := s.d.ClickHouse != nil, true, true, false
+	var retryAt time.Time
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
-		if err == nil {
-			var rows []GrantRow
-			var uses []GrantUse
-			for msg := range batch.Messages() {
-				r, u := s.apply(msg)
-				rows, uses = append(rows, r...), append(uses, u...)
+		done, err := s.follow(ctx, cons)
+		if err != nil {
+			// The consumer gave up (NATS unreachable): wait, then resume after the last
+			// message applied.
+			if ctx.Err() == nil {
+				s.d.Log.Warn("usage sync: reading NHI_EVENTS failed; resuming", "error", err)
 			}
-			if err := WriteGrants(ctx, s.conn, rows); err != nil {
-				s.log.Warn("grant rows not written; the next reconcile rewrites them", "error", err)
-				needReconcile = true
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
 			}
-			if err := WriteGrantUses(ctx, s.conn, uses); err != nil {
-				// Uses are not reconciled: they are lost until the stream is replayed
-				// (a restart replays it from the start).
-				s.log.Warn("grant usage rows not written", "rows", len(uses), "error", err)
+			if c, err := s.consumer(ctx); err == nil {
+				cons = c
 			}
-		} else if ctx.Err() == nil {
-			s.log.Warn("usage sync fetch failed", "error", err)
+			continue
+		}
+		caughtUp = caughtUp || done
+		leader, err := lease.Hold(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.d.Log.Warn("grants lease", "error", err)
 		}
 		select {
 		case <-reconcile.C:
-			needReconcile = true
+			needReconcile = s.d.ClickHouse != nil
 		case <-scan.C:
-			s.scanDir(ctx, store)
+			scanDue = true
+		case <-evaluate.C:
+			postureDue = true
 		case info := <-watch.Updates():
-			if info != nil && !info.Deleted {
-				if snap, err := store.get(ctx, info.Name); err != nil {
-					s.log.Warn("stored snapshot unreadable", "error", err)
-				} else if err := s.model.Import(snap); err == nil {
-					s.log.Info("snapshot in force", "scope", snap.Scope, "format", snap.Format)
-					needReconcile = true
-				}
+			if s.importStored(ctx, store, info) {
+				needReconcile, postureDue = s.d.ClickHouse != nil, true
 			}
 		default:
 		}
+		if scanDue && leader {
+			s.scanDir(ctx, store)
+			scanDue = false
+		}
 		if needReconcile && ctx.Err() == nil {
-			n, err := Reconcile(ctx, s.conn, s.model, s.now())
+			n, err := Reconcile(ctx, s.d.ClickHouse, s.d.Model, s.d.Now())
 			if err != nil {
-				s.log.Warn("grants reconcile failed; retrying later", "error", err)
+				s.d.Log.Warn("grants reconcile failed; retrying later", "error", err)
 			} else {
-				s.log.Debug("grants reconciled", "rows", n)
+				s.d.Log.Debug("grants reconciled", "rows", n)
 				needReconcile = false
 			}
 		}
+		if posture != nil && postureDue && caughtUp && leader && !s.d.Now().Before(retryAt) && ctx.Err() == nil {
+			n, err := posture.Evaluate(ctx, s.d.Model, s.activity)
+			if err != nil {
+				s.d.Log.Warn("posture evaluation failed; retrying", "published", n, "error", err)
+				retryAt = s.d.Now().Add(5 * time.Second)
+				continue
+			}
+			s.d.Log.Debug("posture evaluated", "published", n)
+			postureDue = false
+		}
 	}
 	return nil
+}
+
+// consumer opens an ordered consumer on NHI_EVENTS from the first message, or after the
+// last one applied. It gives up quickly when NATS is unreachable, so that shutdown is never
+// stuck in its retries; the sync opens a new one.
+func (s *Sync) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SubjectsEvents}, DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: 2,
+	}
+	if s.lastSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.lastSeq+1
+	}
+	cons, err := s.d.JS.OrderedConsumer(ctx, events.StreamEvents, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("usage sync: consumer: %w", err)
+	}
+	return cons, nil
+}
+
+// follow applies the next batch of NHI_EVENTS; it reports whether the sync has caught up
+// with the end of the stream.
+func (s *Sync) follow(ctx context.Context, cons jetstream.Consumer) (bool, error) {
+	batch, err := cons.Fetch(256, jetstream.FetchMaxWait(500*time.Millisecond))
+	if err != nil {
+		return false, err
+	}
+	var rows []GrantRow
+	var uses []GrantUse
+	n, caughtUp := 0, false
+	for msg := range batch.Messages() {
+		n++
+		r, u := s.apply(msg)
+		rows, uses = append(rows, r...), append(uses, u...)
+		if meta, err := msg.Metadata(); err == nil {
+			s.lastSeq = meta.Sequence.Stream
+			caughtUp = meta.NumPending == 0
+		}
+	}
+	if s.d.ClickHouse != nil {
+		if err := WriteGrants(ctx, s.d.ClickHouse, rows); err != nil {
+			s.d.Log.Warn("grant rows not written; the next reconcile rewrites them", "error", err)
+		}
+		if err := WriteGrantUses(ctx, s.d.ClickHouse, uses); err != nil {
+			// Uses are not reconciled: they are lost until the stream is replayed
+			// (a restart replays it from the start).
+			s.d.Log.Warn("grant usage rows not written", "rows", len(uses), "error", err)
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+		return caughtUp, err
+	}
+	return caughtUp || n == 0, nil
 }
 
 func (s *Sync) loadSnapshots(ctx context.Context, store *SnapshotStore) error {
@@ -237,15 +336,34 @@ func (s *Sync) loadSnapshots(ctx context.Context, store *SnapshotStore) error {
 		return err
 	}
 	for _, snap := range snaps {
-		if err := s.model.Import(snap); err != nil {
+		if err := s.d.Model.Import(snap); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// importStored puts a snapshot stored in NHI_GRANTS in force; it reports whether it did.
+func (s *Sync) importStored(ctx context.Context, store *SnapshotStore, info *jetstream.ObjectInfo) bool {
+	if info == nil || info.Deleted {
+		return false
+	}
+	snap, err := store.get(ctx, info.Name)
+	if err != nil {
+		s.d.Log.Warn("stored snapshot unreadable", "error", err)
+		return false
+	}
+	if err := s.d.Model.Import(snap); err != nil {
+		s.d.Log.Warn("stored snapshot refused", "scope", snap.Scope, "error", err)
+		return false
+	}
+	s.d.Log.Info("snapshot in force", "scope", snap.Scope, "format", snap.Format, "taken", snap.Taken)
+	return true
+}
+
 // apply evaluates the requests of one message's events against the grants in force before
-// each (the grant entries they used) and applies their grant changes (the changed rows).
+// each (the grant entries they used), applies their grant changes (the changed rows) and
+// records their activity.
 func (s *Sync) apply(msg jetstream.Msg) ([]GrantRow, []GrantUse) {
 	b, err := events.UnmarshalEventBatch(msg.Data())
 	if err != nil {
@@ -255,18 +373,19 @@ func (s *Sync) apply(msg jetstream.Msg) ([]GrantRow, []GrantUse) {
 	var uses []GrantUse
 	for _, ev := range b.Events {
 		if ev.Partition != b.Partition {
-			continue
+			continue // a copy for a grantee's partition: the actor's partition has it too
 		}
+		s.activity.Observe(ev)
 		at := time.Unix(0, ev.TimeUnixNano).UTC()
-		if Counts(ev) && IsUse(ev.GetOutcome().GetResult()) {
+		if s.d.ClickHouse != nil && Counts(ev) && IsUse(ev.GetOutcome().GetResult()) {
 			r := grants.RequestFromEvent(ev)
-			for _, e := range s.model.Evaluate(r).Matched {
+			for _, e := range s.d.Model.Evaluate(r).Matched {
 				uses = append(uses, GrantUse{EventID: ev.Id, At: at, Entry: e, Permission: r.Permission})
 			}
 		}
-		for _, ch := range s.model.Apply(ev) {
+		for _, ch := range s.d.Model.Apply(ev) {
 			kind := ""
-			if inv, ok := s.model.Identity(ch.Entry.Identity); ok {
+			if inv, ok := s.d.Model.Identity(ch.Entry.Identity); ok {
 				kind = inv.Kind
 			}
 			rows = append(rows, GrantRow{Entry: ch.Entry, Kind: kind, Active: ch.Active, Source: "event:" + ev.Id, Version: at})
@@ -282,12 +401,12 @@ func (s *Sync) scanDir(ctx context.Context, store *SnapshotStore) {
 	}
 	entries, err := os.ReadDir(s.cfg.SnapshotDir)
 	if err != nil {
-		s.log.Warn("snapshot directory unreadable", "dir", s.cfg.SnapshotDir, "error", err)
+		s.d.Log.Warn("snapshot directory unreadable", "dir", s.cfg.SnapshotDir, "error", err)
 		return
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if e.Type().IsRegular() {
+		if e.Type().IsRegular() && e.Name()[0] != '.' {
 			names = append(names, e.Name())
 		}
 	}
@@ -296,7 +415,7 @@ func (s *Sync) scanDir(ctx context.Context, store *SnapshotStore) {
 		path := filepath.Join(s.cfg.SnapshotDir, name)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			s.log.Warn("snapshot file unreadable", "file", path, "error", err)
+			s.d.Log.Warn("snapshot file unreadable", "file", path, "error", err)
 			continue
 		}
 		sum := sha256.Sum256(data)
@@ -306,17 +425,17 @@ func (s *Sync) scanDir(ctx context.Context, store *SnapshotStore) {
 		}
 		snaps, err := grants.ReadFile(path, grants.ImportOptions{Cluster: s.cfg.Cluster, GCPResource: s.cfg.GCPResource})
 		if err != nil {
-			s.log.Warn("snapshot file refused", "file", path, "error", err)
+			s.d.Log.Warn("snapshot file refused", "file", path, "error", err)
 			s.seen[path] = h
 			continue
 		}
 		for _, snap := range snaps {
 			if err := store.Put(ctx, snap); err != nil {
-				s.log.Warn("snapshot not stored", "file", path, "error", err)
+				s.d.Log.Warn("snapshot not stored", "file", path, "error", err)
 				return
 			}
 		}
 		s.seen[path] = h
-		s.log.Info("snapshot imported", "file", path, "snapshots", len(snaps))
+		s.d.Log.Info("snapshot imported", "file", path, "snapshots", len(snaps))
 	}
 }
