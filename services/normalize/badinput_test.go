@@ -52,6 +52,7 @@ func TestBadInput(t *testing.T) {
 		{"k8s unknown stage", "k8s", `{` + strings.Replace(k8sOK, "ResponseComplete", leak, 1) + `,"verb":"get","user":{"username":"u"}}`, normalize.ErrUnsupported, "stage"},
 		{"azure log not json", "auto", `{"category":"kube-audit","properties":{"log":"{` + leak + `"}}`, normalize.ErrMalformed, "properties.log"},
 		{"azure log number", "k8s", `{"category":"kube-audit","properties":{"log":5}}`, normalize.ErrMalformed, "properties.log is a JSON number"},
+		{"k8s event list", "auto", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"verb":"` + leak + `"}]}`, normalize.ErrUnsupported, "EventList"},
 		{"cloudtrail record read as k8s", "k8s", `{` + ctOK + `,"eventName":"` + leak + `"}`, normalize.ErrMissingField, "k8s"},
 	}
 	n := normalize.NewNormalizer()

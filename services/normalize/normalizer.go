@@ -84,6 +84,9 @@ func (n *Normalizer) Normalize(in Input) (*events.Event, error) {
 	if v.Type() != fastjson.TypeObject {
 		return nil, fmt.Errorf("%w: record is a JSON %s, not an object", ErrMalformed, v.Type())
 	}
+	if kind := v.GetStringBytes("kind"); string(kind) == "EventList" {
+		return nil, fmt.Errorf("%w: a Kubernetes EventList holds many records; split it first (ingest does)", ErrUnsupported)
+	}
 	format := in.Format
 	if format == "" || format == "auto" {
 		format = detect(v)
