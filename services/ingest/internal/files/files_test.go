@@ -16,6 +16,7 @@ import (
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/ingesttest"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
 )
 
@@ -168,4 +169,30 @@ func TestWatchPicksUpNewAndGrownFiles(t *testing.T) {
 	if n := e.h.Sum(t, "nhiwatch_ingest_records", attribute.String("source", "logs")); n != int64(len(want)) {
 		t.Errorf("published %d records for %d: a grown file was read again from its start", n, len(want))
 	}
+}
+
+// BenchmarkOnePass measures a files source reading 20,000 CloudTrail-sized records (about
+// 1 KiB each) from a JSON Lines file into NHI_RAW on an in-process JetStream server.
+func BenchmarkOnePass(b *testing.B) {
+	h := ingesttest.New(b)
+	dir := b.TempDir()
+	var sb strings.Builder
+	pad := strings.Repeat("x", 700)
+	for i := range 20000 {
+		fmt.Fprintf(&sb, `{"eventTime":"2024-07-31T13:00:00Z","eventID":"e-%06d","eventName":"GetCallerIdentity","eventSource":"sts.amazonaws.com","recipientAccountId":"111111111111","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111111111111:assumed-role/ci/job"},"userAgent":"%s"}`+"\n", i, pad)
+	}
+	os.WriteFile(filepath.Join(dir, "bench.jsonl"), []byte(sb.String()), 0o644)
+	b.ResetTimer()
+	for i := range b.N {
+		name := "bench-" + strconv.Itoa(i)
+		sk := sink.New(sink.Options{Source: name, Provider: events.Provider_PROVIDER_AWS, Format: "cloudtrail", MaxBatchRecords: 500}, h.Pub, h.Metrics)
+		src, err := New(Config{Paths: []string{dir}}, sk, h.Cursors(name), split.DefaultLimits(), h.Log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := src.Run(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(20000*b.N)/b.Elapsed().Seconds(), "records/s")
 }

@@ -269,51 +269,24 @@ func (p *poller) slice(ctx context.Context, from, to time.Time) error {
 	}
 }
 
-// call makes one rate-limited request, retrying throttling and transient errors with
-// back-off until it succeeds or ctx ends.
+// call makes one rate-limited request, retrying throttling (ThrottlingException) and other
+// failures with the source's back-off until it succeeds or ctx ends.
 func (p *poller) call(ctx context.Context, in *cloudtrail.LookupEventsInput) (*cloudtrail.LookupEventsOutput, error) {
-	wait := time.Second
-	for {
+	var out *cloudtrail.LookupEventsOutput
+	err := p.src.sink.Retry(ctx, "lookup events "+p.key(), func() error {
 		if err := p.limiter.Wait(ctx); err != nil {
-			return nil, err
+			return err
 		}
-		out, err := p.api.LookupEvents(ctx, in)
-		if err == nil {
-			return out, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p.src.sink.CountError(ctx)
+		o, err := p.api.LookupEvents(ctx, in)
 		var apiErr smithy.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidNextTokenException" {
 			// The token expired: start the slice over; the seen ids drop repeats.
-			p.log.Warn("next token expired, restarting the time slice")
 			in.NextToken = nil
-		} else {
-			level := slog.LevelWarn
-			if isThrottling(err) {
-				level = slog.LevelInfo
-			}
-			p.log.Log(ctx, level, "lookup events failed", "error", err, "retry_in", wait.String())
 		}
-		if !sleep(ctx, wait) {
-			return nil, ctx.Err()
-		}
-		wait = min(2*wait, 30*time.Second)
-	}
-}
-
-func isThrottling(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	switch apiErr.ErrorCode() {
-	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded":
-		return true
-	}
-	return false
+		out = o
+		return err
+	})
+	return out, err
 }
 
 // publish publishes a page's events that were not seen yet, then remembers them.

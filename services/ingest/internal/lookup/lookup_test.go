@@ -32,7 +32,7 @@ type target struct {
 
 func newTarget(t *testing.T, account, region string) *target {
 	api := awstest.NewCloudTrail(t, region)
-	api.Rate = 10
+	api.Rate = 25
 	return &target{account: account, region: region, api: api}
 }
 
@@ -66,7 +66,7 @@ func start(t *testing.T, h *ingesttest.Harness, cfg Config) (stop func()) {
 func testConfig(targets ...Target) Config {
 	return Config{
 		Targets: targets, PollInterval: 100 * time.Millisecond, Overlap: 10 * time.Minute,
-		Lookback: 4 * time.Hour, Slice: 30 * time.Minute, RequestsPerSecond: 8,
+		Lookback: 4 * time.Hour, Slice: 30 * time.Minute, RequestsPerSecond: 20,
 	}
 }
 
@@ -113,7 +113,7 @@ func TestResumesFromCheckpoint(t *testing.T) {
 	a := newTarget(t, "333333333333", "ap-south-1")
 	a.add(600, 3*time.Hour+30*time.Minute, "evt")
 	cfg := testConfig(a.config(t))
-	cfg.RequestsPerSecond = 5
+	cfg.RequestsPerSecond = 10
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

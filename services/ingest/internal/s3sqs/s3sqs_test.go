@@ -234,6 +234,11 @@ func TestNotificationsOfEveryKind(t *testing.T) {
 	if len(dlq) != len(wantDLQ)+1 {
 		t.Errorf("got %d dead letters, want %d: %v", len(dlq), len(wantDLQ)+1, dlq)
 	}
+	for _, m := range []string{"nhiwatch_ingest_lag_seconds", "nhiwatch_ingest_backlog"} {
+		if !e.h.Has(t, m) {
+			t.Errorf("metric %s was not recorded", m)
+		}
+	}
 	if e.sqs.Receives("msg-0004") < 3 {
 		t.Errorf("flaky object's message received %d times, want a retry per transient failure", e.sqs.Receives("msg-0004"))
 	}
