@@ -111,9 +111,16 @@ func TestConsumesEveryFormatAcrossARestart(t *testing.T) {
 	e.produce(t, "bus", "audit", "this is not json\nat all\nreally")
 
 	cfg := Config{Topics: []string{"audit"}, GroupID: "nhiwatch", MaxBatchMessages: 50}
+	// JetStream takes 60 messages and then refuses more: the source is stopped while it
+	// waits, part-way through the topic, with some offsets committed and some not.
+	lift := e.h.LimitRaw(t, 60)
 	stop := e.start(t, "bus", cfg)
-	ingesttest.Eventually(t, 30*time.Second, "a first commit", func() bool { return e.committed(t, "nhiwatch") > 0 })
+	ingesttest.Eventually(t, 30*time.Second, "a full stream", func() bool { return e.h.Server.StreamMsgs(t, events.StreamRaw) == 60 })
 	stop()
+	lift()
+	if e.committed(t, "nhiwatch") == 0 {
+		t.Fatal("nothing committed before the stop")
+	}
 	n := len(e.h.Records(t))
 	if n == 0 || n >= len(e.want) {
 		t.Fatalf("after the stop NHI_RAW holds %d of %d records, want a stop part-way", n, len(e.want))

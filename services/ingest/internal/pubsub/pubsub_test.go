@@ -101,9 +101,13 @@ func TestReceivesAcrossARestart(t *testing.T) {
 	e.srv.Publish("projects/"+project+"/topics/audit-logs", []byte("not a log entry"), nil)
 	// Messages held by the stopped reader come back when their (short) deadline passes.
 	cfg := Config{MaxOutstandingMessages: 20, AckExtension: 10 * time.Second}
+	// JetStream takes 50 messages and then refuses more: the source is stopped while it
+	// waits, part-way through the subscription.
+	lift := e.h.LimitRaw(t, 50)
 	stop := e.start(t, cfg)
-	ingesttest.Eventually(t, 30*time.Second, "some records", func() bool { return len(e.h.Records(t)) >= 50 })
+	ingesttest.Eventually(t, 30*time.Second, "a full stream", func() bool { return e.h.Server.StreamMsgs(t, events.StreamRaw) == 50 })
 	stop()
+	lift()
 	n := len(e.h.Records(t))
 	if n >= len(e.want) {
 		t.Fatalf("after the stop NHI_RAW holds %d of %d records, want a stop part-way", n, len(e.want))

@@ -265,3 +265,23 @@ func TestStartAtEnd(t *testing.T) {
 	e.appendTo(t, e.path, lines[10:]...)
 	e.waitAll(t)
 }
+
+// TestStopWhileJetStreamIsFull stops the source while it waits for room in NHI_RAW in the
+// middle of a file; after the restart every line is stored once.
+func TestStopWhileJetStreamIsFull(t *testing.T) {
+	e := newEnv(t)
+	e.appendTo(t, e.path, auditLines(t, 300, "f")...)
+	lift := e.h.LimitRaw(t, 4)
+	stop := e.start(t)
+	ingesttest.Eventually(t, 20*time.Second, "a full stream", func() bool { return e.h.Server.StreamMsgs(t, events.StreamRaw) == 4 })
+	stop()
+	lift()
+	if n := len(e.stored(t)); n != 100 {
+		t.Fatalf("%d events stored before the stop, want 100 (4 chunks of 25)", n)
+	}
+	e.start(t)
+	e.waitAll(t)
+	if n := e.h.Sum(t, "nhiwatch_ingest_records", attribute.String("source", "apiserver")); n != 300 {
+		t.Errorf("published %d records for 300 lines", n)
+	}
+}
