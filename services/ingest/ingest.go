@@ -1,8 +1,14 @@
 // Package ingest reads audit logs from the sources an operator configures and publishes their
-// records, secrets removed, to NHI_RAW. Each source keeps a durable cursor in the NHI_CURSORS
-// KV bucket and moves it only after JetStream acknowledged the records before it; a re-read
-// publishes the same Nats-Msg-Id, so nothing is duplicated. When JetStream is slow or full,
-// a source waits: it never drops.
+// records, secrets removed, to NHI_RAW. Source types: files (files and directories, once or
+// watching), tail (growing log files across rotations), s3sqs (CloudTrail files in S3
+// announced through SQS), lookup (the CloudTrail LookupEvents API), pubsub (GCP audit logs
+// from a Logging sink), webhook (Kubernetes API servers' audit webhook) and kafka (topics
+// carrying any of the formats); docs/sources.md tells how to connect each.
+//
+// Each source keeps a durable cursor — in the NHI_CURSORS KV bucket, or the broker's own
+// (SQS message, Pub/Sub ack, Kafka offset) — and moves it only after JetStream acknowledged
+// the records before it; a re-read publishes the same Nats-Msg-Id, so nothing is duplicated.
+// When JetStream is slow or full, a source waits: it never drops.
 package ingest
 
 import (
