@@ -394,3 +394,32 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestServerCertificateRenewal replaces the server certificate files (as cert-manager does)
+// and checks that new connections get the new certificate without a restart.
+func TestServerCertificateRenewal(t *testing.T) {
+	e := newEnv(t)
+	src, _ := e.start(t, e.cfg)
+	serial := func() string {
+		conn, err := tls.Dial("tcp", src.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	certFile, keyFile, _ := e.pki.issue(t, "nhiwatch-webhook-renewed", true)
+	for _, f := range [][2]string{{certFile, e.cfg.TLSCertFile}, {keyFile, e.cfg.TLSKeyFile}} {
+		data, _ := os.ReadFile(f[0])
+		if err := os.WriteFile(f[1], data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		future := time.Now().Add(2 * time.Second)
+		os.Chtimes(f[1], future, future)
+	}
+	ingesttest.Eventually(t, 5*time.Second, "the renewed certificate", func() bool { return serial() != before })
+	if code, _ := e.post(t, src, request{client: "kube-apiserver-prod-eu", cluster: "prod-eu", body: eventList(auditEvents(t)[:1])}); code != 200 {
+		t.Errorf("after the renewal: %d", code)
+	}
+}
