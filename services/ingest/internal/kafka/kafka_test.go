@@ -14,6 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/ingesttest"
@@ -187,6 +190,41 @@ func TestConfigValidate(t *testing.T) {
 			if err := c.WithDefaults().Validate(); (err == nil) != tt.ok {
 				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)
 			}
+		})
+	}
+}
+
+// TestSASL consumes from a cluster that requires SASL authentication, with the password
+// read from a file.
+func TestSASL(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "audit"), kfake.EnableSASL(), kfake.Superuser(mech, "nhiwatch", "correct horse"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			var m sasl.Mechanism
+			switch mech {
+			case "PLAIN":
+				m = plain.Auth{User: "nhiwatch", Pass: "correct horse"}.AsMechanism()
+			case "SCRAM-SHA-256":
+				m = scram.Auth{User: "nhiwatch", Pass: "correct horse"}.AsSha256Mechanism()
+			default:
+				m = scram.Auth{User: "nhiwatch", Pass: "correct horse"}.AsSha512Mechanism()
+			}
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.SASL(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cl.Close)
+			e := &env{h: ingesttest.New(t), cluster: c, client: cl}
+			e.produce(t, "bus", "audit", lines(t, "k8s/audit-log/audit2rbac-demo.log")[:10]...)
+			pw := filepath.Join(t.TempDir(), "password")
+			os.WriteFile(pw, []byte("correct horse\n"), 0o600)
+			e.start(t, "bus", Config{Topics: []string{"audit"}, GroupID: "g", SASL: &SASLConfig{Mechanism: mech, Username: "nhiwatch", PasswordFile: pw}})
+			e.h.WaitRecords(t, len(e.want), 30*time.Second)
+			ingesttest.CheckOnce(t, e.h.Records(t), e.want)
 		})
 	}
 }
