@@ -285,3 +285,21 @@ func TestStopWhileJetStreamIsFull(t *testing.T) {
 		t.Errorf("published %d records for 300 lines", n)
 	}
 }
+
+// TestGlobFollowsEveryMatch follows each file a pattern matches, including one created later.
+func TestGlobFollowsEveryMatch(t *testing.T) {
+	e := newEnv(t)
+	lines := auditLines(t, 60, "g")
+	a, b := filepath.Join(e.dir, "node-a.log"), filepath.Join(e.dir, "node-b.log")
+	e.appendTo(t, a, lines[:20]...)
+	cfg := Config{Paths: []string{filepath.Join(e.dir, "node-*.log")}, PollInterval: 20 * time.Millisecond}
+	src, err := New(cfg, e.h.Sink("apiserver", events.Provider_PROVIDER_K8S, "k8s", "prod"), e.h.Cursors("apiserver"), split.DefaultLimits(), e.h.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Start(t, src.Run)
+	e.waitAll(t)
+	e.appendTo(t, b, lines[20:40]...)
+	e.appendTo(t, a, lines[40:60]...)
+	e.waitAll(t)
+}
