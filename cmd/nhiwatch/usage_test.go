@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -119,4 +122,116 @@ func keys[T any](m map[string]T) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestUsagePosture evaluates posture on the Stratus Red Team iam-create-admin-user
+// detonation against the snapshots of its account (taken the day before), as of
+// 2024-11-15, with a catalog that owns app-backend.
+func TestUsagePosture(t *testing.T) {
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(cat, []byte(`version: 1
+identities:
+  - match: "aws:arn:aws:iam::229654561268:role/app-backend"
+    owner: payments@example.com
+    team: payments
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"usage", "-posture", "-taken", "2024-07-31T00:00:00Z", "-now", "2024-11-15T12:00:00Z", "-catalog", cat,
+		"-snapshot", grantsTestdata + "aws-authorization-details.json", "-snapshot", grantsTestdata + "aws-credential-report.csv",
+		"../../testdata/cloudtrail/stratus-red-team/aws.persistence.iam-create-admin-user.json"}
+	if code := realMain(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	type line struct {
+		ID, Detector, Severity, Identity, Owner, Cause string
+		OWASP                                          []string `json:"owasp_nhi"`
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var f line
+		if err := json.Unmarshal([]byte(l), &f); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		if f.ID == "" || len(f.OWASP) == 0 {
+			t.Errorf("incomplete finding %s", l)
+		}
+		got = append(got, strings.Join([]string{f.Detector, f.Severity, strings.TrimPrefix(f.Identity, "aws:arn:aws:iam::229654561268:"), f.Owner}, " "))
+	}
+	want := []string{
+		"posture_key_rotation high user/christophe christophe@example.com", // rotated 2024-06-10, admin through platform-admins
+		"posture_key_rotation high user/ci/ci-deployer ",                   // rotated 2022
+		"posture_key_rotation high user/ci/ci-deployer ",
+		"posture_key_rotation high user/malicious-iam-user ", // created in the detonation, admin since
+		"posture_no_owner medium user/ci/ci-deployer ",
+		"posture_standing_admin medium role/app-backend payments@example.com", // AdministratorAccess, never used
+		"posture_standing_admin high user/christophe christophe@example.com",  // last admin action: the detonation, 106 days before
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("posture findings (-want +got)\n%s", diff)
+	}
+}
+
+// TestUsageOCSF prints the same replay as OCSF IAM Analysis Findings: one per report.
+func TestUsageOCSF(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"usage", "-ocsf", "-now", "2024-08-02T00:00:00Z", "-snapshot", grantsTestdata + "aws-authorization-details.json",
+		"../../testdata/cloudtrail/stratus-red-team/aws.persistence.iam-create-admin-user.json"}
+	if code := realMain(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	reports := runUsage(t, "-snapshot", grantsTestdata+"aws-authorization-details.json",
+		"../../testdata/cloudtrail/stratus-red-team/aws.persistence.iam-create-admin-user.json")
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != len(reports) {
+		t.Fatalf("%d documents for %d reports", len(lines), len(reports))
+	}
+	for _, l := range lines {
+		var d struct {
+			ClassUID int   `json:"class_uid"`
+			TypeUID  int   `json:"type_uid"`
+			Time     int64 `json:"time"`
+			User     struct {
+				UID string `json:"uid"`
+			} `json:"user"`
+			Metadata struct {
+				Version string `json:"version"`
+			} `json:"metadata"`
+			Results []struct {
+				GrantedPrivileges []string `json:"granted_privileges"`
+			} `json:"permission_analysis_results"`
+		}
+		if err := json.Unmarshal([]byte(l), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.ClassUID != 2008 || d.TypeUID != 200801 || d.Metadata.Version != "1.6.0" || d.Time != time.Date(2024, 8, 2, 0, 0, 0, 0, time.UTC).UnixMilli() {
+			t.Errorf("document %s", l)
+		}
+		r, ok := reports[d.User.UID]
+		if !ok {
+			t.Errorf("document for %q, which has no report", d.User.UID)
+			continue
+		}
+		n := 0
+		for _, res := range d.Results {
+			n += len(res.GrantedPrivileges)
+		}
+		if n < len(r.Granted) {
+			t.Errorf("%s: %d privileges in the analyses, %d granted patterns in the report", d.User.UID, n, len(r.Granted))
+		}
+	}
+}
+
+func TestUsageFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"usage", "-ocsf", "-posture", "x.json"},
+		{"usage", "-now", "yesterday", "x.json"},
+		{"usage", "-taken", "2024-13-01", "x.json"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
+		}
+	}
 }

@@ -6,6 +6,7 @@ require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/nhiwatch/nhiwatch/pkg/events v0.0.0
 	github.com/nhiwatch/nhiwatch/pkg/platform v0.0.0
 	go.opentelemetry.io/otel v1.47.0

@@ -2,12 +2,16 @@ package detect
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/detect/internal/catalog"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/usage"
+	"github.com/nhiwatch/nhiwatch/services/detect/internal/usage/ocsf"
 )
 
 // UsageReport is usage against grants for one identity (see docs/usage-vs-granted.md).
@@ -61,6 +65,64 @@ func (r *UsageReplay) Observe(ev *events.Event) { r.tracker.Observe(ev) }
 // Reports returns one report per identity seen in the events or listed by the snapshots,
 // sorted by identity.
 func (r *UsageReplay) Reports() []UsageReport { return r.tracker.Reports() }
+
+// PostureOptions configure the posture findings of a replay.
+type PostureOptions struct {
+	// Catalog is the catalog file (owners, kinds, suppressions); empty knows no owner.
+	Catalog string
+	// Now is when the posture is evaluated; zero means the time of the last event observed.
+	Now time.Time
+	// KeyRotationAge and StandingAdminWindow default to 90 days.
+	KeyRotationAge, StandingAdminWindow time.Duration
+}
+
+// Posture evaluates the posture findings of the replayed state, as the detect service does
+// (posture_no_owner, posture_key_rotation, posture_standing_admin), sorted by detector and
+// identity. Observation is taken to span the events observed.
+func (r *UsageReplay) Posture(opts PostureOptions) ([]*events.Finding, error) {
+	cfg := usage.DefaultPostureConfig()
+	if opts.KeyRotationAge > 0 {
+		cfg.KeyRotationAge = opts.KeyRotationAge
+	}
+	if opts.StandingAdminWindow > 0 {
+		cfg.StandingAdminWindow = opts.StandingAdminWindow
+	}
+	in := usage.PostureInput{Model: r.tracker.Model(), Activity: r.tracker.Activity(), Now: opts.Now, ObservedSince: r.tracker.Activity().Since()}
+	if in.Now.IsZero() {
+		in.Now = lastActivity(r.tracker.Activity())
+	}
+	if in.Now.IsZero() {
+		in.Now = time.Now().UTC()
+	}
+	if opts.Catalog != "" {
+		cat, err := catalog.Load(opts.Catalog)
+		if err != nil {
+			return nil, fmt.Errorf("posture: %w", err)
+		}
+		in.Owners = usage.CatalogOwners(catalog.Static(cat))
+	}
+	var out []*events.Finding
+	for _, c := range usage.EvaluatePosture(cfg, in) {
+		out = append(out, c.FindingAt(in.Now))
+	}
+	return out, nil
+}
+
+func lastActivity(a *usage.Activities) time.Time {
+	var last time.Time
+	for _, x := range a.All() {
+		if x.Last.After(last) {
+			last = x.Last
+		}
+	}
+	return last
+}
+
+// UsageOCSF renders a usage report as an OCSF 1.6 IAM Analysis Finding (class_uid 2008),
+// analysed at at; schemas/ocsf/iam_analysis_finding.schema.json is its JSON Schema.
+func UsageOCSF(rep UsageReport, at time.Time, productVersion string) ([]byte, error) {
+	return ocsf.Render(rep, ocsf.Options{Time: at, ProductVersion: productVersion})
+}
 
 // ConsumerUsage is the durable consumer that writes permission usage to ClickHouse.
 const ConsumerUsage = "detect-usage"

@@ -328,8 +328,8 @@ func noOwner(in PostureInput, s subject, entries []grants.Entry, keys []string) 
 		grantsText += ", admin-equivalent through " + strings.Join(admin, ", ")
 	}
 	f.Summary = fmt.Sprintf("%s has no owner: no catalog rule names one and its inventory has no owner tag. "+
-		"Nobody answers for its grants (%s) or its %d active long-term keys, nor for removing it when its workload is gone; %s.",
-		capitalize(s.describe()), grantsText, len(keys), s.lastActivity(in))
+		"Nobody answers for its grants (%s)%s, nor for removing it when its workload is gone; %s.",
+		capitalize(s.describe()), grantsText, ownedKeys(len(keys)), s.lastActivity(in))
 	f.Recommendation = "Name an owner and a team for " + s.id + " in the catalog (a rule whose match covers it), or tag it with owner=<team> in its provider. " +
 		"If nobody claims it, disable its credentials, watch for failures, then delete it."
 	f.OwaspNhi = []string{owaspImproperOffboarding}
@@ -394,6 +394,16 @@ func standingAdmin(cfg PostureConfig, in PostureInput, s subject, entries []gran
 	return Condition{Detector: DetectorStandingAdmin, Identity: s.id, Cause: f.Cause, Bucket: bucket, Finding: f}, true
 }
 
+func ownedKeys(n int) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return " or its active long-term key"
+	}
+	return fmt.Sprintf(" or its %d active long-term keys", n)
+}
+
 func keysText(n int) string {
 	switch n {
 	case 0:
@@ -423,13 +433,13 @@ func keyRotation(cfg PostureConfig, in PostureInput, s subject, c grants.Credent
 	if admin || age > 365*24*time.Hour {
 		sev = events.Severity_SEVERITY_HIGH
 	}
-	used := "never used as far as the credential report and the events show"
+	used := "was never used as far as the credential report and the events show"
 	if !lastUsed.IsZero() {
-		used = "last used on " + day(lastUsed)
+		used = "was last used on " + day(lastUsed)
 	}
 	f := s.finding(in, DetectorKeyRotation, sev)
 	f.Title = fmt.Sprintf("Long-term key not rotated for %d days", days(age))
-	f.Summary = fmt.Sprintf("Key %s of %s was last rotated on %s, %d days ago, past the %d-day rotation age; it is %s. "+
+	f.Summary = fmt.Sprintf("Key %s of %s was last rotated on %s, %d days ago, past the %d-day rotation age, and %s. "+
 		"A leaked copy of it still works.", keyName(c), s.describe(), day(c.LastRotated), days(age), days(cfg.KeyRotationAge), used)
 	if admin {
 		f.Summary += " Its identity holds admin-equivalent grants."

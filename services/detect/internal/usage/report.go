@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 )
 
 // Report is usage against grants for one identity: what `nhiwatch usage` prints.
@@ -13,7 +14,9 @@ type Report struct {
 	Provider string `json:"provider"`
 	Kind     string `json:"kind,omitempty"`
 	Name     string `json:"name,omitempty"`
-	Owner    string `json:"owner,omitempty"`
+	// Account is the AWS account, GCP project or Kubernetes cluster.
+	Account string `json:"account,omitempty"`
+	Owner   string `json:"owner,omitempty"`
 	// Granted are the permission patterns the identity's Allow grants carry.
 	Granted []string `json:"granted"`
 	// Used are the permissions it exercised (allowed, or authorised and failed).
@@ -35,8 +38,21 @@ type Report struct {
 	Uses          []Use      `json:"uses"`
 	DeniedUses    []Use      `json:"denied_uses"`
 	Grants        []Grant    `json:"grants"`
+	// Credentials are the credentials the events showed it use and the long-term keys the
+	// inventory lists for it.
+	Credentials []CredentialUse `json:"credentials,omitempty"`
 	// LeastPrivilege is the policy the observed use needs (see leastpriv.go).
 	LeastPrivilege any `json:"least_privilege"`
+}
+
+// CredentialUse is one credential of the identity.
+type CredentialUse struct {
+	ID string `json:"id"`
+	// LastUsed is its last use in the events, or in the credential report.
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	// LastRotated and Active are known for long-term keys from the inventory or key events.
+	LastRotated *time.Time `json:"last_rotated,omitempty"`
+	Active      *bool      `json:"active,omitempty"`
 }
 
 // Grant is one grant of the identity with what it carries and what of it was used.
@@ -52,15 +68,31 @@ type Grant struct {
 }
 
 // Report builds the report of one identity.
-func (t *Tracker) Report(id string) Report {
+func (t *Tracker) Report(id string) Report { return t.report(id, keysByIdentity(t.model)) }
+
+// keysByIdentity indexes the model's long-term keys by identity.
+func keysByIdentity(m *grants.Model) map[string][]grants.Credential {
+	out := map[string][]grants.Credential{}
+	for _, c := range m.Credentials() {
+		out[c.Identity] = append(out[c.Identity], c)
+	}
+	return out
+}
+
+func (t *Tracker) report(id string, keys map[string][]grants.Credential) Report {
 	t.mu.Lock()
 	u := t.ids[id]
 	var used, denied []Use
 	var usedEntries, ungranted map[string]bool
 	var groups []string
+	creds := map[string]*CredentialUse{}
 	rep := Report{Identity: id}
 	if u != nil {
-		rep.Provider, rep.Kind, rep.Name = u.provider, u.kind, u.name
+		rep.Provider, rep.Kind, rep.Name, rep.Account = u.provider, u.kind, u.name, u.account
+		for c, last := range u.credentials {
+			last := last
+			creds[c] = &CredentialUse{ID: c, LastUsed: &last}
+		}
 		first, last := u.first, u.last
 		rep.FirstSeen, rep.LastSeen = &first, &last
 		used, denied = useList(u.used), useList(u.denied)
@@ -80,7 +112,11 @@ func (t *Tracker) Report(id string) Report {
 		if rep.Provider == "" {
 			rep.Provider = inv.Provider
 		}
+		if rep.Account == "" {
+			rep.Account = inv.Account
+		}
 	}
+	rep.Credentials = credentialUses(keys[id], creds)
 	entries := t.model.Entries(id, groups...)
 	if rep.Provider == "" && len(entries) > 0 {
 		rep.Provider = entries[0].Provider
@@ -138,12 +174,42 @@ func (t *Tracker) Report(id string) Report {
 	return rep
 }
 
+// credentialUses adds the identity's long-term keys to the credentials it used, sorted by id.
+func credentialUses(keys []grants.Credential, creds map[string]*CredentialUse) []CredentialUse {
+	for _, c := range keys {
+		cu, ok := creds[c.ID]
+		if !ok {
+			cu = &CredentialUse{ID: c.ID}
+			creds[c.ID] = cu
+		}
+		active := c.Active
+		cu.Active = &active
+		if !c.LastRotated.IsZero() {
+			rotated := c.LastRotated
+			cu.LastRotated = &rotated
+		}
+		if !c.LastUsed.IsZero() && (cu.LastUsed == nil || c.LastUsed.After(*cu.LastUsed)) {
+			used := c.LastUsed
+			cu.LastUsed = &used
+		}
+	}
+	out := make([]CredentialUse, 0, len(creds))
+	for _, k := range sortedKeys(creds) {
+		out = append(out, *creds[k])
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
 // Reports builds the report of every identity, sorted by id.
 func (t *Tracker) Reports() []Report {
 	ids := t.IdentityIDs()
+	keys := keysByIdentity(t.model)
 	out := make([]Report, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, t.Report(id))
+		out = append(out, t.report(id, keys))
 	}
 	return out
 }

@@ -101,20 +101,24 @@ type identityUsage struct {
 // Tracker accumulates usage from events and evaluates it against a grant model. It is
 // safe for concurrent use; each event is counted once, however often it is observed.
 type Tracker struct {
-	mu    sync.Mutex
-	model *grants.Model
-	ids   map[string]*identityUsage
-	seen  map[string]struct{}
+	mu       sync.Mutex
+	model    *grants.Model
+	activity *Activities
+	ids      map[string]*identityUsage
+	seen     map[string]struct{}
 }
 
 // NewTracker returns a Tracker over model (which Observe keeps current with the events'
 // grant changes).
 func NewTracker(model *grants.Model) *Tracker {
-	return &Tracker{model: model, ids: map[string]*identityUsage{}, seen: map[string]struct{}{}}
+	return &Tracker{model: model, activity: NewActivities(), ids: map[string]*identityUsage{}, seen: map[string]struct{}{}}
 }
 
 // Model returns the tracker's grant model.
 func (t *Tracker) Model() *grants.Model { return t.model }
+
+// Activity returns the activity the tracker observed, for posture.
+func (t *Tracker) Activity() *Activities { return t.activity }
 
 // Counts reports whether an event is a use of a permission by an identity.
 func Counts(ev *events.Event) bool {
@@ -137,6 +141,7 @@ func (t *Tracker) Observe(ev *events.Event) {
 	if Counts(ev) {
 		t.observeUse(ev)
 	}
+	t.activity.Observe(ev)
 	t.model.Apply(ev)
 }
 
