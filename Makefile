@@ -7,6 +7,10 @@ SHELL := /bin/bash
 
 MODULES := $(shell go list -m -f '{{.Dir}}' 2>/dev/null)
 GO_TEST_FLAGS ?= -race -count=1 -timeout 20m
+# The fault suite: verbose, so CI logs show its figures (seeds, RSS, backlog, drain times).
+# FAULTS_RACE=1 builds the services under test with the race detector (slower).
+FAULTS_FLAGS ?= -v -count=1 -timeout 30m
+FUZZTIME ?= 10s
 
 .PHONY: help
 help: ## Show the targets.
@@ -19,6 +23,19 @@ run: ## Run the all-in-one over examples/ (with a local ClickHouse when possible
 .PHONY: test
 test: ## Start a private ClickHouse, run every module's tests with -race, stop it.
 	@GO_TEST_FLAGS="$(GO_TEST_FLAGS)" scripts/test.sh
+
+.PHONY: test-faults
+test-faults: ## Run the fault suite (tests/faults: real binaries as processes, kill -9, outages, poison, planted secrets) with a private ClickHouse.
+	@started=0; scripts/clickhouse.sh status || started=1; \
+	if ! addr=$$(scripts/clickhouse.sh start); then echo "test-faults: could not start ClickHouse" >&2; exit 1; fi; \
+	export "$$addr"; \
+	(cd tests && go vet -tags faults ./... && go test -tags faults $(FAULTS_FLAGS) ./faults/...); status=$$?; \
+	if [ "$$started" = 1 ]; then scripts/clickhouse.sh stop; fi; \
+	exit $$status
+
+.PHONY: fuzz
+fuzz: ## Run every Go fuzz target of every module for FUZZTIME each (default 10s).
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 .PHONY: test-short
 test-short: ## Run every module's tests without a ClickHouse (those tests skip unless CI=true).

@@ -1,7 +1,11 @@
 package expect
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nhiwatch/nhiwatch/tests/internal/load"
@@ -16,7 +20,7 @@ func TestLoadIsReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := load.DefaultSpec(7)
-	spec.AWS, spec.GCP, spec.K8s, spec.PerFile = 500, 150, 150, 50
+	spec.AWS, spec.GCP, spec.K8s, spec.PerFile = 250, 60, 60, 25
 	files, err := tmpl.Generate(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -77,5 +81,131 @@ func TestLoadIsReadable(t *testing.T) {
 		if string(files[i].Data) != string(again[i].Data) || files[i].Name != again[i].Name {
 			t.Fatalf("file %d differs between two runs of the same spec", i)
 		}
+	}
+}
+
+// TestPoisonsAsStated reads every poison file (but the gzip bomb, which would inflate to the
+// default 512 MiB limit here) the way ingest does and checks that it is what the poison says:
+// its bad record or the whole file rejected at the stage it names, its good records events.
+func TestPoisonsAsStated(t *testing.T) {
+	tmpl, err := load.LoadTemplates(filepath.Join("..", "..", "..", "testdata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poisons, err := tmpl.Poisons(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, p := range poisons {
+		t.Run(p.Name, func(t *testing.T) {
+			if p.Name == "gzip bomb" {
+				if len(p.File.Data) > 2<<20 {
+					t.Errorf("the bomb is %d bytes; it should stay small", len(p.File.Data))
+				}
+				return
+			}
+			path, err := load.Write(root, p.File)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := Source{Name: "src", Provider: p.File.Dir, Format: map[string]string{load.AWS: "cloudtrail", load.GCP: "gcp", load.K8s: "k8s"}[p.File.Dir], Cluster: "c"}
+			out := New()
+			if err := out.AddFile(src, path); err != nil {
+				t.Fatal(err)
+			}
+			pos := "file:" + path
+			switch {
+			case p.Unreadable():
+				if _, ok := out.DeadLetters[p.Stage+":src:"+pos]; !ok || out.Records != 0 {
+					t.Errorf("the whole file should be refused at %s; got %d records, dead letters %v", p.Stage, out.Records, out.DeadLetters)
+				}
+			case p.Bad >= 0:
+				id := fmt.Sprintf("%s:src:%s#%d", p.Stage, pos, p.Bad)
+				reason, ok := out.DeadLetters[id]
+				if !ok || len(out.DeadLetters) != 1 {
+					t.Errorf("want exactly the dead letter %s; got %v", id, out.DeadLetters)
+				} else if !p.Reason.MatchString(reason) {
+					t.Errorf("reason %q does not match %s", reason, p.Reason)
+				}
+			default:
+				if len(out.DeadLetters) != 0 {
+					t.Errorf("nothing should be refused; got %v", out.DeadLetters)
+				}
+			}
+			for _, id := range p.GoodEvents {
+				if _, ok := out.Events[id]; !ok {
+					t.Errorf("good record %s is not an event", id)
+				}
+			}
+		})
+	}
+}
+
+// TestSecretsLoadIsReadable checks the planted-secret load: every format carries secrets,
+// every file is read record by record, and the broken lines are the only dead letters at
+// ingest.
+func TestSecretsLoadIsReadable(t *testing.T) {
+	tmpl, err := load.LoadTemplates(filepath.Join("..", "..", "..", "testdata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, secrets, err := tmpl.Secrets(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prefix := range []string{"CloudTrail", "GCP", "K8s", load.LookupEventsForm, "EventBridge", "a broken CloudTrail line", "a GCP line with invalid UTF-8"} {
+		n := 0
+		for _, s := range secrets {
+			if strings.HasPrefix(s.Where, prefix) {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("no secret planted in %s", prefix)
+		}
+	}
+	root := t.TempDir()
+	out := New()
+	formats := map[string]string{load.AWS: "cloudtrail", load.GCP: "gcp", load.K8s: "k8s"}
+	for _, f := range files {
+		path, err := load.Write(root, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := out.Records
+		if err := out.AddFile(Source{Name: "src", Provider: f.Dir, Format: formats[f.Dir], Cluster: "c"}, path); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Records - before; got != f.Records {
+			t.Errorf("%s: read %d records, wrote %d", f.Rel(), got, f.Records)
+		}
+	}
+	if n := out.CountStage("ingest"); n != 2 {
+		t.Errorf("%d records refused at ingest, want the 2 broken lines", n)
+	}
+}
+
+// TestKnownGapBareValueLine pins a gap docs/reliability.md lists: a JSON Lines file with a
+// line that is a bare JSON value is refused whole, its good records with it. It fails once
+// ingest refuses that line alone; then make the "a JSON value that is not a record" poison of
+// load.Poisons a JSON Lines file, and delete this test and the docs entry.
+func TestKnownGapBareValueLine(t *testing.T) {
+	tmpl, err := load.LoadTemplates(filepath.Join("..", "..", "..", "testdata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := tmpl.AWS[:3]
+	data := bytes.Join(append([][]byte{lines[0], []byte("42")}, lines[1:]...), []byte("\n"))
+	path := filepath.Join(t.TempDir(), "bare-value.jsonl")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := New()
+	if err := out.AddFile(Source{Name: "src", Provider: "aws", Format: "cloudtrail"}, path); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Events) != 0 || out.Records != 0 {
+		t.Errorf("fixed: the good records beside a bare JSON value line now become %d events; update the poison and docs (see this test's comment)", len(out.Events))
 	}
 }

@@ -144,7 +144,7 @@ func (c ConsumerState) String() string {
 // acknowledged.
 func (c ConsumerState) Busy() bool { return c.Pending > 0 || c.AckPending > 0 }
 
-// Consumers returns the state of every consumer of the pipeline streams.
+// Consumers returns the state of every durable consumer of the pipeline streams.
 func Consumers(ctx context.Context, js jetstream.JetStream) ([]ConsumerState, error) {
 	var out []ConsumerState
 	for _, name := range []string{events.StreamRaw, events.StreamEvents, events.StreamFindings} {
@@ -157,6 +157,12 @@ func Consumers(ctx context.Context, js jetstream.JetStream) ([]ConsumerState, er
 		}
 		l := st.ListConsumers(ctx)
 		for info := range l.Info() {
+			// Ephemeral consumers (ordered readers such as detect's grants sync) are not
+			// pipeline work: one left behind by a killed process keeps "pending" messages
+			// until the server removes it after its inactivity threshold.
+			if info.Config.Durable == "" {
+				continue
+			}
 			out = append(out, ConsumerState{
 				Stream: name, Name: info.Name, Pending: info.NumPending, AckPending: uint64(info.NumAckPending),
 				Redelivered: uint64(info.NumRedelivered), Delivered: info.Delivered.Stream,
