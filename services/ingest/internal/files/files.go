@@ -43,6 +43,9 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// ChunkRecords is how many records are acknowledged between cursor saves.
 	ChunkRecords int `yaml:"chunk_records"`
+	// SettleTime (watch mode) leaves a file modified more recently than this for a later
+	// pass: it is probably still being written.
+	SettleTime time.Duration `yaml:"settle_time"`
 }
 
 // DefaultConfig reads the usual audit-log file names once.
@@ -51,6 +54,7 @@ func DefaultConfig() Config {
 		Include:      []string{"*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz", "*.ndjson", "*.log", "*.log.gz", "*.gz"},
 		PollInterval: 5 * time.Second,
 		ChunkRecords: 2000,
+		SettleTime:   2 * time.Second,
 	}
 }
 
@@ -62,6 +66,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = d.PollInterval
+	}
+	if c.SettleTime == 0 {
+		c.SettleTime = d.SettleTime
 	}
 	if c.ChunkRecords == 0 {
 		c.ChunkRecords = d.ChunkRecords
@@ -84,6 +91,9 @@ func (c Config) Validate() error {
 	}
 	if c.ChunkRecords <= 0 {
 		return errors.New("files: chunk_records must be positive")
+	}
+	if c.SettleTime < 0 {
+		return errors.New("files: settle_time must not be negative")
 	}
 	return nil
 }
@@ -152,13 +162,27 @@ func (s *Source) pass(ctx context.Context, waker *watch.Waker) error {
 	if err != nil {
 		return err
 	}
+	var young time.Duration // the shortest wait until a file left for later settles
 	for _, p := range paths {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if waker != nil {
+			if info, err := os.Stat(p); err == nil {
+				if age := time.Since(info.ModTime()); age < s.cfg.SettleTime {
+					if wait := s.cfg.SettleTime - age; young == 0 || wait < young {
+						young = wait
+					}
+					continue
+				}
+			}
+		}
 		if err := s.file(ctx, p); err != nil {
 			return err
 		}
+	}
+	if young > 0 {
+		time.AfterFunc(young, waker.Kick)
 	}
 	return nil
 }

@@ -150,7 +150,7 @@ func TestWatchPicksUpNewAndGrownFiles(t *testing.T) {
 	first := e.copy(t, "gcp/jsonl/gcp_logging.jsonl", "a/entries.jsonl")
 	want := ids(t, first)
 	// A long poll interval: only file-system notifications can make this test pass in time.
-	e.start(t, Config{Watch: true, PollInterval: time.Hour})
+	e.start(t, Config{Watch: true, PollInterval: time.Hour, SettleTime: 300 * time.Millisecond})
 	e.h.WaitRecords(t, len(want), 10*time.Second)
 
 	second := e.copy(t, "cloudtrail/stratus-red-team/aws.defense-evasion.cloudtrail-stop.json", "a/trail.json")

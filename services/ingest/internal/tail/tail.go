@@ -200,6 +200,9 @@ func (fl *follower) close() {
 	}
 }
 
+// errReplaced stops reading a file whose content turned out to be a new generation.
+var errReplaced = errors.New("file replaced while reading")
+
 // step reads what is new and handles rotation.
 func (fl *follower) step(ctx context.Context) error {
 	if fl.f == nil {
@@ -208,7 +211,14 @@ func (fl *follower) step(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := fl.consume(ctx, fl.f, &fl.pos, false); err != nil {
+	if fl.replaced() {
+		return fl.truncated(ctx)
+	}
+	err := fl.consume(ctx, fl.f, &fl.pos, false)
+	if errors.Is(err, errReplaced) {
+		return fl.truncated(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	info, err := os.Stat(fl.path)
@@ -233,16 +243,21 @@ func (fl *follower) step(ctx context.Context) error {
 		fl.rotated = time.Time{}
 		fl.backlog = 0
 		return nil
-	case info.Size() < fl.pos.Offset || fl.replaced():
-		// Copied and truncated: what was written after our last read is in the copy.
-		fl.log.Info("file truncated")
-		if err := fl.drainCopy(ctx, fl.pos); err != nil {
-			return err
-		}
-		fl.close()
-		return nil
+	case info.Size() < fl.pos.Offset:
+		return fl.truncated(ctx)
 	}
 	fl.backlog = max(0, info.Size()-fl.pos.Offset)
+	return nil
+}
+
+// truncated handles copytruncate: what was written after our last read is in the copy;
+// the file itself is followed again from its new first line.
+func (fl *follower) truncated(ctx context.Context) error {
+	fl.log.Info("file truncated")
+	if err := fl.drainCopy(ctx, fl.pos); err != nil {
+		return err
+	}
+	fl.close()
 	return nil
 }
 
@@ -376,6 +391,11 @@ func (fl *follower) consume(ctx context.Context, f *os.File, pos *position, fina
 	splitter := split.New(s.limits)
 	lines := 0
 	flush := func(offset int64) error {
+		// What was read from the live file belongs to the generation we fingerprinted only
+		// if its first line is still the same now, after the read.
+		if !final && fl.replaced() {
+			return errReplaced
+		}
 		if err := s.sink.PublishWait(ctx, batch); err != nil {
 			return err
 		}

@@ -87,6 +87,16 @@ func (k *Waker) Wait(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	case <-k.kick:
+		// A writer makes many notifications in a row: let them coalesce into one wake-up.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+		select {
+		case <-k.kick:
+		default:
+		}
 		return true
 	case <-t.C:
 		return true
