@@ -203,7 +203,7 @@ func TestCopyTruncate(t *testing.T) {
 	e.appendTo(t, e.path, lines[60:70]...)
 	copyTruncate(t, e.path, e.path+".1")
 	e.appendTo(t, e.path, lines[70:100]...)
-	stop = e.start(t)
+	e.start(t)
 	e.waitAll(t)
 	// And while running.
 	copyTruncate(t, e.path, e.path+".2")
