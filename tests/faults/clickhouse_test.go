@@ -148,7 +148,7 @@ func TestClickHouseDown(t *testing.T) {
 	if o.p.Proxy.Refused() == 0 {
 		t.Error("detect never tried to reach ClickHouse during the outage")
 	}
-	harness.CheckExactlyOnce(t, o.res, o.want, true)
+	harness.CheckExactlyOnce(t, o.res, o.want, 0)
 	if exits := o.p.UnexpectedExits(); len(exits) > 0 {
 		t.Errorf("services exited on their own: %v", exits)
 	}

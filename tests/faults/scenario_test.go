@@ -174,5 +174,9 @@ func newRNG(seed int64, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(uint64(seed), stream))
 }
 
+// notifyWorkers is notify's default number of workers: how many findings it may have in
+// flight when it dies.
+const notifyWorkers = 4
+
 // loadSpec is the load of the fault tests: 3000 records over 30 files.
 func loadSpec(seed int64) load.Spec { return load.DefaultSpec(seed) }

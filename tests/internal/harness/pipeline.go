@@ -2,6 +2,8 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +24,7 @@ import (
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/pkg/platform/chdb"
 	"github.com/nhiwatch/nhiwatch/tests/internal/expect"
+	"github.com/nhiwatch/nhiwatch/tests/internal/fakes"
 	"github.com/nhiwatch/nhiwatch/tests/internal/inspect"
 	"github.com/nhiwatch/nhiwatch/tests/internal/load"
 	"github.com/nhiwatch/nhiwatch/tests/internal/procs"
@@ -61,6 +64,12 @@ type Pipeline struct {
 	Procs map[string]*procs.Proc
 	// Proxy stands between detect and ClickHouse; Cut takes ClickHouse away from detect.
 	Proxy *tcpproxy.Proxy
+	// Slack and PagerDuty are where notify sends every finding (besides the terminal).
+	Slack     *fakes.Slack
+	PagerDuty *fakes.PagerDuty
+	// Credentials are the secrets notify is configured with (the Slack token, the PagerDuty
+	// routing key): they must never appear anywhere either.
+	Credentials []string
 
 	// NC and JS are the test's own connection, for inspection.
 	NC *nats.Conn
@@ -126,8 +135,18 @@ func Start(t testing.TB, opts Options) *Pipeline {
 		t.Fatal(err)
 	}
 
+	slackToken := "xoxb-4242424242-" + randomHex(12)
+	pdKeyFile := filepath.Join(dir, "pagerduty.key")
+	pdKey := randomHex(16)
+	if err := os.WriteFile(pdKeyFile, []byte(pdKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Credentials = []string{slackToken, pdKey}
+	p.Slack = fakes.NewSlack(slackToken, slackChannel)
+	p.PagerDuty = fakes.NewPagerDuty(pdKey)
+
 	config := filepath.Join(dir, "nhiwatch.yaml")
-	if err := os.WriteFile(config, []byte(p.config()), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(p.config(pdKeyFile)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, svc := range Services {
@@ -145,6 +164,9 @@ func Start(t testing.TB, opts Options) *Pipeline {
 			"NHIWATCH_CLICKHOUSE_ADDR=" + chAddr,
 			"NHIWATCH_CLICKHOUSE_DATABASE=" + opts.ClickHouse.Database,
 			"NHIWATCH_TELEMETRY_ADMIN_ADDR=" + p.admin[svc],
+		}
+		if svc == Notify {
+			env = append(env, slackTokenEnv+"="+slackToken)
 		}
 		env = append(env, opts.Env[svc]...)
 		proc, err := procs.Start(procs.Spec{
@@ -216,7 +238,7 @@ func (p *Pipeline) notStarted(ctx context.Context) []string {
 // config is the one configuration file every service reads: small batches and short poll
 // intervals, so that a few thousand records are many messages, cursors and inserts to
 // interrupt.
-func (p *Pipeline) config() string {
+func (p *Pipeline) config(pdKeyFile string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `streams:
   partitions: 8
@@ -255,8 +277,40 @@ detect:
   store_retry_backoff: 100ms
 notify:
   terminal: true
-`, p.opts.StoreBatchRows)
+  slack_per_second: 50
+  retry_delay: 1s
+  http:
+    allow_insecure_http: true
+    allow_private_networks: true
+  destinations:
+    - name: slack
+      type: slack
+      slack:
+        token: {env: %s}
+        channel: %s
+        api_url: %s
+    - name: pagerduty
+      type: pagerduty
+      pagerduty:
+        routing_key: {file: %q}
+        url: %s
+  routes:
+    - name: every-finding
+      destinations: [slack, pagerduty]
+`, p.opts.StoreBatchRows, slackTokenEnv, slackChannel, p.Slack.APIURL(), pdKeyFile, p.PagerDuty.EnqueueURL())
 	return b.String()
+}
+
+// Where notify's Slack destination posts, and the variable its bot token is read from.
+const (
+	slackChannel  = "C0FAULTS"
+	slackTokenEnv = "FAULTS_SLACK_BOT_TOKEN"
+)
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (p *Pipeline) close() {
@@ -270,6 +324,12 @@ func (p *Pipeline) close() {
 	}
 	if p.Proxy != nil {
 		_ = p.Proxy.Close()
+	}
+	if p.Slack != nil {
+		p.Slack.Close()
+	}
+	if p.PagerDuty != nil {
+		p.PagerDuty.Close()
 	}
 	if p.NC != nil {
 		p.NC.Close()
