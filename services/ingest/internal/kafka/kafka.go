@@ -59,9 +59,10 @@ type Config struct {
 	StartOffset string      `yaml:"start_offset"`
 	TLS         *TLSConfig  `yaml:"tls"`
 	SASL        *SASLConfig `yaml:"sasl"`
-	// MaxBatchMessages and FlushInterval bound how many fetched messages are published and
-	// committed together.
+	// MaxBatchMessages, MaxBatchBytes and FlushInterval bound how many fetched messages are
+	// published and committed together.
 	MaxBatchMessages int           `yaml:"max_batch_messages"`
+	MaxBatchBytes    int           `yaml:"max_batch_bytes"`
 	FlushInterval    time.Duration `yaml:"flush_interval"`
 	// MaxFetchBytes bounds one fetch response per partition.
 	MaxFetchBytes int `yaml:"max_fetch_bytes"`
@@ -69,7 +70,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults of a kafka source.
 func DefaultConfig() Config {
-	return Config{StartOffset: "first", MaxBatchMessages: 500, FlushInterval: 200 * time.Millisecond, MaxFetchBytes: 16 << 20}
+	return Config{StartOffset: "first", MaxBatchMessages: 500, MaxBatchBytes: 32 << 20, FlushInterval: 200 * time.Millisecond, MaxFetchBytes: 16 << 20}
 }
 
 // WithDefaults fills the settings a configuration file left out.
@@ -80,6 +81,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBatchMessages == 0 {
 		c.MaxBatchMessages = d.MaxBatchMessages
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = d.MaxBatchBytes
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = d.FlushInterval
@@ -101,8 +105,8 @@ func (c Config) Validate() error {
 		return errors.New("kafka: group_id is required")
 	case c.StartOffset != "first" && c.StartOffset != "last":
 		return errors.New(`kafka: start_offset must be "first" or "last"`)
-	case c.MaxBatchMessages < 1:
-		return errors.New("kafka: max_batch_messages must be positive")
+	case c.MaxBatchMessages < 1 || c.MaxBatchBytes < 1:
+		return errors.New("kafka: max_batch_messages and max_batch_bytes must be positive")
 	case c.FlushInterval <= 0:
 		return errors.New("kafka: flush_interval must be positive")
 	case c.MaxFetchBytes < 1<<10:
@@ -241,16 +245,17 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // fetch waits for one message, then takes what else arrives within the flush interval, up
-// to the batch size.
+// to the batch's message count and bytes.
 func (s *Source) fetch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Message, error) {
 	m, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
 	msgs := []kafkago.Message{m}
+	size := len(m.Value)
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
 	defer cancel()
-	for len(msgs) < s.cfg.MaxBatchMessages {
+	for len(msgs) < s.cfg.MaxBatchMessages && size < s.cfg.MaxBatchBytes {
 		m, err := r.FetchMessage(fctx)
 		if err != nil {
 			if fctx.Err() != nil {
@@ -259,6 +264,7 @@ func (s *Source) fetch(ctx context.Context, r *kafkago.Reader) ([]kafkago.Messag
 			return nil, err
 		}
 		msgs = append(msgs, m)
+		size += len(m.Value)
 	}
 	return msgs, nil
 }

@@ -17,15 +17,17 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/ingesttest"
+	"github.com/nhiwatch/nhiwatch/services/ingest/internal/sink"
 	"github.com/nhiwatch/nhiwatch/services/ingest/internal/split"
 )
 
 const testdata = "../../../../testdata"
 
-func lines(t *testing.T, path string) []string {
+func lines(t testing.TB, path string) []string {
 	return ingesttest.Lines(t, filepath.Join(testdata, path))
 }
 
@@ -227,4 +229,44 @@ func TestSASL(t *testing.T) {
 			ingesttest.CheckOnce(t, e.h.Records(t), e.want)
 		})
 	}
+}
+
+// BenchmarkConsume measures a kafka source reading 60,000 single-event messages (Kubernetes
+// audit events, about 1 KiB each) from an in-process kfake broker into NHI_RAW.
+func BenchmarkConsume(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "audit"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	events1 := lines(b, "k8s/audit-log/audit2rbac-demo.log")
+	const n = 60000
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "audit", Value: []byte(events1[i%len(events1)])}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	h := ingesttest.New(b)
+	b.ResetTimer()
+	for i := range b.N {
+		name := fmt.Sprintf("bench-%d", i)
+		sk := sink.New(sink.Options{Source: name, Provider: events.Provider_PROVIDER_K8S, Format: "k8s", Cluster: "prod", MaxBatchRecords: 500}, h.Pub, h.Metrics)
+		src, err := New(Config{Brokers: c.ListenAddrs(), Topics: []string{"audit"}, GroupID: name}, sk, split.DefaultLimits(), h.Log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := ingesttest.Start(b, src.Run)
+		ingesttest.Eventually(b, 5*time.Minute, "every message", func() bool {
+			return h.Sum(b, "nhiwatch_ingest_records", attribute.String("source", name)) >= n
+		})
+		r.Stop()
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
 }
