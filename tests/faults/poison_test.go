@@ -45,7 +45,11 @@ func TestPoison(t *testing.T) {
 	}
 
 	t.Run("poisoned", func(t *testing.T) {
-		all := interleave(files, poisons)
+		extra := make([]load.File, len(poisons))
+		for i, ps := range poisons {
+			extra[i] = ps.File
+		}
+		all := interleave(files, extra)
 		o := scenario{
 			files: all, interval: 50 * time.Millisecond,
 			want: func(p *harness.Pipeline) (*expect.Outcome, error) { return poisonedOutcome(p, files, poisons) },
@@ -83,24 +87,6 @@ func TestPoison(t *testing.T) {
 			t.Errorf("services exited on their own: %v", exits)
 		}
 	})
-}
-
-// interleave spreads the poison files evenly through the load.
-func interleave(files []load.File, poisons []load.Poison) []load.File {
-	out := make([]load.File, 0, len(files)+len(poisons))
-	every := max(1, len(files)/(len(poisons)+1))
-	pi := 0
-	for i, f := range files {
-		out = append(out, f)
-		if (i+1)%every == 0 && pi < len(poisons) {
-			out = append(out, poisons[pi].File)
-			pi++
-		}
-	}
-	for ; pi < len(poisons); pi++ {
-		out = append(out, poisons[pi].File)
-	}
-	return out
 }
 
 // poisonedOutcome is the clean load's outcome plus, per poison, its dead letter and the

@@ -37,7 +37,7 @@ func TestPlantedSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := scenario{
-		files: interleaveFiles(files, planted), interval: 50 * time.Millisecond,
+		files: interleave(files, planted), interval: 50 * time.Millisecond,
 		options: func(o *harness.Options) { o.LogLevel = "debug" },
 	}.run(t)
 	// The planted records went through the pipeline (not around it): each is stored or
@@ -123,8 +123,8 @@ func TestPlantedSecrets(t *testing.T) {
 	}
 }
 
-// interleaveFiles puts the extra files between the load's.
-func interleaveFiles(files, extra []load.File) []load.File {
+// interleave spreads the extra files evenly through the load's.
+func interleave(files, extra []load.File) []load.File {
 	out := make([]load.File, 0, len(files)+len(extra))
 	every := max(1, len(files)/(len(extra)+1))
 	ei := 0

@@ -80,7 +80,7 @@ func Build(ctx context.Context, root, dir string, race bool) (Binaries, error) {
 		"./services/normalize/cmd/normalize",
 		"./services/detect/cmd/detect",
 		"./services/notify/cmd/notify",
-		// The server a deployment runs, built from the version the workspace requires.
+		// The server a deployment runs, at the version tests/go.mod requires as a tool.
 		"github.com/nats-io/nats-server/v2",
 	)
 	cmd := exec.CommandContext(ctx, "go", args...)

@@ -42,27 +42,12 @@ type Templates struct {
 // LoadTemplates reads the samples under the repository's testdata directory.
 func LoadTemplates(testdata string) (*Templates, error) {
 	t := &Templates{}
-	aws, err := filepath.Glob(filepath.Join(testdata, "cloudtrail", "stratus-red-team", "*.json"))
-	if err != nil {
+	var err error
+	if t.AWS, err = readGlob(filepath.Join(testdata, "cloudtrail", "stratus-red-team", "*.json"), readArray); err != nil {
 		return nil, err
 	}
-	for _, p := range aws {
-		recs, err := readArray(p)
-		if err != nil {
-			return nil, err
-		}
-		t.AWS = append(t.AWS, recs...)
-	}
-	gcpDocs, err := filepath.Glob(filepath.Join(testdata, "gcp", "logentry", "*.json"))
-	if err != nil {
+	if t.GCP, err = readGlob(filepath.Join(testdata, "gcp", "logentry", "*.json"), readObject); err != nil {
 		return nil, err
-	}
-	for _, p := range gcpDocs {
-		rec, err := readObject(p)
-		if err != nil {
-			return nil, err
-		}
-		t.GCP = append(t.GCP, rec)
 	}
 	lines, err := readLines(filepath.Join(testdata, "gcp", "jsonl", "gcp_logging.jsonl"))
 	if err != nil {
@@ -78,6 +63,24 @@ func LoadTemplates(testdata string) (*Templates, error) {
 	return t, nil
 }
 
+// readGlob reads the records of every file matching pattern with read.
+func readGlob(pattern string, read func(path string) ([][]byte, error)) ([][]byte, error) {
+	paths, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for _, p := range paths {
+		recs, err := read(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// readArray reads a file holding a JSON array of records.
 func readArray(path string) ([][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -94,20 +97,17 @@ func readArray(path string) ([][]byte, error) {
 	return out, nil
 }
 
-func readObject(path string) ([]byte, error) {
+// readObject reads a file holding one record.
+func readObject(path string) ([][]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var v json.RawMessage
-	if err := json.Unmarshal(data, &v); err != nil {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, data); err != nil {
 		return nil, fmt.Errorf("load: %s: %w", path, err)
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return [][]byte{buf.Bytes()}, nil
 }
 
 func readLines(path string) ([][]byte, error) {
