@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +29,7 @@ type Process struct {
 	// keeps it fresh.
 	Lag    *telemetry.ConsumerLag
 	common Common
+	ch     driver.Conn
 	closer []func() error
 }
 

@@ -52,3 +52,48 @@ func TestEnvWrongType(t *testing.T) {
 		t.Error("bad duration accepted")
 	}
 }
+
+type section struct {
+	Workers int    `yaml:"workers" env:"WORKERS"`
+	Mode    string `yaml:"mode" env:"MODE"`
+}
+
+type common struct {
+	NATS inner `yaml:"nats" envPrefix:"NATS_"`
+}
+
+func TestLoadServiceReadsItsSectionAndTheCommonOnes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	doc := "nats:\n  url: nats://file\nnormalize:\n  workers: 3\n  mode: fast\ndetect:\n  anything: goes\n"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NHIWATCH_NORMALIZE_MODE", "env")
+	c := common{}
+	s := section{Workers: 1}
+	if err := config.LoadService(path, "normalize", &c, &s); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(section{Workers: 3, Mode: "env"}, s); diff != "" {
+		t.Errorf("section (-want +got):\n%s", diff)
+	}
+	if c.NATS.URL != "nats://file" {
+		t.Errorf("common nats.url = %q", c.NATS.URL)
+	}
+}
+
+func TestLoadServiceRefusesUnknownKeys(t *testing.T) {
+	dir := t.TempDir()
+	for name, doc := range map[string]string{
+		"in section": "normalize:\n  wrokers: 3\n",
+		"in common":  "nats:\n  ulr: x\n",
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := config.LoadService(path, "normalize", &common{}, &section{}); err == nil {
+			t.Errorf("%s: unknown key accepted", name)
+		}
+	}
+}

@@ -1,69 +1,25 @@
 // Command ingest runs the nhiwatch ingest service on its own, against an external NATS
-// JetStream server (and ClickHouse where it needs one).
+// JetStream server.
 //
 //	ingest -config nhiwatch.yaml
 //
 // It reads the same configuration file as `nhiwatch run` (the sections nats, streams,
-// clickhouse, telemetry and ingest; others are ignored), with NHIWATCH_* environment
-// variables on top, e.g. NHIWATCH_NATS_URL=nats://nats:4222.
+// telemetry and ingest; the other services' sections are ignored), with NHIWATCH_*
+// environment variables on top, e.g. NHIWATCH_NATS_URL=nats://nats:4222 or
+// NHIWATCH_INGEST_WORKERS=8.
 package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/nhiwatch/nhiwatch/pkg/platform/base"
-	"github.com/nhiwatch/nhiwatch/pkg/platform/config"
 	"github.com/nhiwatch/nhiwatch/services/ingest"
 )
 
-// fileConfig is the part of the shared configuration file this binary reads.
-type fileConfig struct {
-	base.Common `yaml:",inline"`
-	Ingest      ingest.Config `yaml:"ingest" envPrefix:"INGEST_"`
-	// Other services' sections are accepted and ignored.
-	Other map[string]yaml.Node `yaml:",inline"`
-}
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := realMain(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(1)
-	}
-}
-
-func realMain(ctx context.Context) error {
-	path := flag.String("config", os.Getenv("NHIWATCH_CONFIG"), "configuration file (YAML)")
-	flag.Parse()
-	cfg := fileConfig{Common: base.DefaultCommon(), Ingest: ingest.DefaultConfig()}
-	if err := config.Load(*path, &cfg); err != nil {
-		return err
-	}
-	proc, err := base.Setup(ctx, cfg.Common, "ingest")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = proc.Close(closeCtx)
-	}()
-	svc, err := ingest.New(cfg.Ingest, ingest.Deps{
-		Logger: proc.Logger, Meter: proc.Metrics.Meter("nhiwatch/ingest"), JS: proc.JS, Streams: cfg.Streams,
+	base.Main("ingest", ingest.DefaultConfig(), func(_ context.Context, p *base.Process, cfg ingest.Config) (base.Service, error) {
+		return ingest.New(cfg, ingest.Deps{
+			Logger: p.Logger, Meter: p.Metrics.Meter("nhiwatch/ingest"), JS: p.JS, Streams: p.Common().Streams,
+		})
 	})
-	if err != nil {
-		return err
-	}
-	proc.ServeAdmin(ctx)
-	proc.Logger.Info("starting")
-	return svc.Run(ctx)
 }
