@@ -22,23 +22,36 @@ failed=()
 for m in $(go list -m -f '{{.Dir}}'); do
   # Packages of this module whose test files declare a fuzz target (a cheap filter before
   # compiling anything).
+  pkgs=()
   while read -r dir pkg; do
     [ -n "$dir" ] || continue
-    grep -qs '^func Fuzz' "$dir"/*_test.go || continue
-    if ! list=$(cd "$m" && go test -list '^Fuzz' -run '^$' "$pkg" 2>&1); then
-      echo "fuzz: cannot list the targets of $pkg:" >&2
-      echo "$list" >&2
-      failed+=("$pkg (build)")
-      continue
-    fi
-    for target in $(grep -E '^Fuzz[A-Za-z0-9_]*$' <<<"$list" | grep -E -- "$match"); do
-      echo "== fuzz $pkg $target for $fuzztime"
-      run=$((run + 1))
-      if ! (cd "$m" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"); then
-        failed+=("$pkg $target")
-      fi
-    done
+    grep -qs '^func Fuzz' "$dir"/*_test.go && pkgs+=("$pkg")
   done < <(cd "$m" && go list -f '{{.Dir}} {{.ImportPath}}' ./...)
+  [ "${#pkgs[@]}" -gt 0 ] || continue
+  # One `go test -list` for all of them (compiled in parallel): each package prints its
+  # targets, then its "ok <package>" line.
+  if ! list=$(cd "$m" && go test -list '^Fuzz' -run '^$' "${pkgs[@]}" 2>&1); then
+    echo "fuzz: cannot list the fuzz targets of $m:" >&2
+    echo "$list" >&2
+    failed+=("$m (build)")
+    continue
+  fi
+  targets=()
+  while read -r first second _; do
+    if [[ "$first" =~ ^Fuzz[A-Za-z0-9_]*$ ]] && [ -z "$second" ]; then
+      targets+=("$first")
+    elif [ "$first" = ok ]; then
+      for target in "${targets[@]}"; do
+        grep -Eq -- "$match" <<<"$target" || continue
+        echo "== fuzz $second $target for $fuzztime"
+        run=$((run + 1))
+        if ! (cd "$m" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$second"); then
+          failed+=("$second $target")
+        fi
+      done
+      targets=()
+    fi
+  done <<<"$list"
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then

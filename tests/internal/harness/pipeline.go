@@ -45,8 +45,6 @@ type Options struct {
 	MaxContainerBytes int64
 	// StoreBatchRows bounds one ClickHouse insert (default 500).
 	StoreBatchRows int
-	// Env adds environment variables per service.
-	Env map[string][]string
 }
 
 // Pipeline is a nats-server and the four services, each its own process, reading the files
@@ -168,7 +166,6 @@ func Start(t testing.TB, opts Options) *Pipeline {
 		if svc == Notify {
 			env = append(env, slackTokenEnv+"="+slackToken)
 		}
-		env = append(env, opts.Env[svc]...)
 		proc, err := procs.Start(procs.Spec{
 			Name:   svc,
 			Path:   opts.Bins.Path(svc),
