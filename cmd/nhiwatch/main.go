@@ -3,7 +3,8 @@
 //	nhiwatch run       [-config FILE] [-exit-when-idle]   all four services in one process
 //	nhiwatch normalize [-format auto|cloudtrail|gcp|k8s] [-cluster NAME] PATH...
 //	nhiwatch replay    [-cluster NAME] [-catalog FILE] PATH...   findings of log files as JSON lines
-//	nhiwatch usage     [-snapshot FILE]... [-cluster NAME] [-gcp-resource RES] [-nhi] PATH...
+//	nhiwatch usage     [-snapshot FILE]... [-cluster NAME] [-nhi] [-ocsf | -posture [-catalog FILE]] PATH...
+//	nhiwatch grants    import [-config FILE] FILE|DIR... | list [-config FILE]   inventory snapshots into NHI_GRANTS
 //	nhiwatch version
 //
 // `nhiwatch run` starts an embedded NATS JetStream server (data under ./data by default)
@@ -49,6 +50,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = replayCmd(ctx, args[1:], stdout, stderr)
 	case "usage":
 		err = usageCmd(ctx, args[1:], stdout, stderr)
+	case "grants":
+		err = grantsCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "nhiwatch", version)
 	case "help", "-h", "-help", "--help":
@@ -82,6 +85,7 @@ commands:
   findings    list, show and triage findings (ack, resolve, suppress, reopen)
   replay      backtest the detectors on log files: findings as JSON lines
   usage       replay log files against inventory snapshots: granted, used, unused, denied per identity
+  grants      import inventory snapshots (AWS, GCP, Kubernetes exports) for a running detect; list them
   version     print the version
 
 Run "nhiwatch <command> -h" for the flags of a command.

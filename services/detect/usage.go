@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nhiwatch/nhiwatch/pkg/events"
+	"github.com/nhiwatch/nhiwatch/pkg/events/streams"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/catalog"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/grants"
 	"github.com/nhiwatch/nhiwatch/services/detect/internal/usage"
@@ -36,6 +39,49 @@ func ReadSnapshots(paths []string, opts SnapshotOptions) ([]*Snapshot, error) {
 		out = append(out, s...)
 	}
 	return out, nil
+}
+
+// ErrOlderSnapshot is returned by StoreSnapshot for a snapshot older than the one stored
+// for its scope.
+var ErrOlderSnapshot = usage.ErrOlderSnapshot
+
+// StoreSnapshot stores an inventory snapshot in the NHI_GRANTS object store, where every
+// running detect worker puts it in force at once (and rewrites the grants table), and
+// every worker started later loads it. A snapshot older than the one stored for its scope
+// is refused with ErrOlderSnapshot.
+func StoreSnapshot(ctx context.Context, js jetstream.JetStream, sc streams.Config, snap *Snapshot) error {
+	store, err := usage.OpenSnapshotStore(ctx, js, sc)
+	if err != nil {
+		return err
+	}
+	return store.Put(ctx, snap)
+}
+
+// WriteStoredGrants writes to ClickHouse the grants and credentials of every snapshot in
+// NHI_GRANTS, versioned at, so that the statistics are current even when no detect worker
+// runs. It marks no grant inactive: only the workers can judge that, since they also hold
+// the grant changes of the event stream. It returns the grant and credential rows written.
+func WriteStoredGrants(ctx context.Context, js jetstream.JetStream, sc streams.Config, conn driver.Conn, at time.Time) (grantRows, credentialRows int, err error) {
+	snaps, err := StoredSnapshots(ctx, js, sc)
+	if err != nil {
+		return 0, 0, err
+	}
+	model := grants.NewModel()
+	for _, s := range snaps {
+		if err := model.Import(s); err != nil {
+			return 0, 0, err
+		}
+	}
+	return usage.WriteModel(ctx, conn, model, at)
+}
+
+// StoredSnapshots returns the snapshots stored in NHI_GRANTS.
+func StoredSnapshots(ctx context.Context, js jetstream.JetStream, sc streams.Config) ([]*Snapshot, error) {
+	store, err := usage.OpenSnapshotStore(ctx, js, sc)
+	if err != nil {
+		return nil, err
+	}
+	return store.LoadAll(ctx)
 }
 
 // UsageReplay measures usage against grants in process, for tools: import snapshots,

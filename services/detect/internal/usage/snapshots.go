@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -37,8 +38,17 @@ func objectName(scope string) string {
 	return "snapshot-" + hex.EncodeToString(sum[:12])
 }
 
-// Put stores a snapshot, replacing the one of the same scope.
+// ErrOlderSnapshot is returned by Put for a snapshot older than the one stored for its
+// scope: the stored one shows a later state.
+var ErrOlderSnapshot = errors.New("older than the snapshot stored for its scope")
+
+// Put stores a snapshot, replacing the one of the same scope unless that one is newer.
 func (s *SnapshotStore) Put(ctx context.Context, snap *grants.Snapshot) error {
+	if cur, err := s.get(ctx, objectName(snap.Scope)); err == nil && cur.Taken.After(snap.Taken) {
+		return fmt.Errorf("snapshot %s taken %s: %w (taken %s)", snap.Scope, snap.Taken.Format(time.RFC3339), ErrOlderSnapshot, cur.Taken.Format(time.RFC3339))
+	} else if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) && !errors.Is(err, grants.ErrFormat) {
+		return err
+	}
 	b, err := json.Marshal(snap)
 	if err != nil {
 		return err

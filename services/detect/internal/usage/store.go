@@ -179,11 +179,8 @@ func clampTime(t time.Time) time.Time {
 	return t.UTC()
 }
 
-// Reconcile writes the model's complete state: a row for every entry of every identity in
-// force (version at), and an inactive row for every row ClickHouse holds active that the
-// model no longer has. It makes the table right whatever was lost before (a failed insert,
-// a restart between a change and its row).
-func Reconcile(ctx context.Context, conn driver.Conn, model *grants.Model, at time.Time) (written int, err error) {
+// modelRows are the rows of every entry in force of every identity of the model.
+func modelRows(model *grants.Model, at time.Time) map[string]GrantRow {
 	want := map[string]GrantRow{}
 	ids := map[string]bool{}
 	for _, id := range model.Identities() {
@@ -203,6 +200,35 @@ func Reconcile(ctx context.Context, conn driver.Conn, model *grants.Model, at ti
 			want[rowKey(e.Identity, e.Grant, e.Via, e.Permission, e.Scope, e.Deny)] = GrantRow{Entry: e, Kind: kind, Active: true, Source: "reconcile", Version: at}
 		}
 	}
+	return want
+}
+
+// WriteModel writes a row for every entry in force of the model and its credentials,
+// versioned at, and marks nothing inactive: for a model that does not hold every grant
+// (one built from snapshots alone, without the event stream's changes). It returns the
+// grant and credential rows written.
+func WriteModel(ctx context.Context, conn driver.Conn, model *grants.Model, at time.Time) (rows, creds int, err error) {
+	want := modelRows(model, at)
+	out := make([]GrantRow, 0, len(want))
+	for _, k := range sortedKeys(want) {
+		out = append(out, want[k])
+	}
+	if err := WriteGrants(ctx, conn, out); err != nil {
+		return 0, 0, err
+	}
+	cs := model.Credentials()
+	if err := WriteCredentials(ctx, conn, cs, at); err != nil {
+		return len(out), 0, err
+	}
+	return len(out), len(cs), nil
+}
+
+// Reconcile writes the model's complete state: a row for every entry of every identity in
+// force (version at), and an inactive row for every row ClickHouse holds active that the
+// model no longer has. It makes the table right whatever was lost before (a failed insert,
+// a restart between a change and its row).
+func Reconcile(ctx context.Context, conn driver.Conn, model *grants.Model, at time.Time) (written int, err error) {
+	want := modelRows(model, at)
 	rows, err := conn.Query(ctx, `SELECT identity_id, provider, identity_kind, permission, grant_name, via, scope, effect
  FROM grants FINAL WHERE active = 1`)
 	if err != nil {

@@ -169,6 +169,14 @@ func (s *Sync) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Watch before loading, so that a snapshot stored in between is seen (twice at worst:
+	// importing it again changes nothing).
+	watch, err := store.os.Watch(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("usage sync: watch snapshots: %w", err)
+	}
+	defer func() { _ = watch.Stop() }()
+	updates := watch.Updates()
 	if err := s.loadSnapshots(ctx, store); err != nil {
 		return err
 	}
@@ -201,11 +209,6 @@ func (s *Sync) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	watch, err := store.os.Watch(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return fmt.Errorf("usage sync: watch snapshots: %w", err)
-	}
-	defer func() { _ = watch.Stop() }()
 	reconcile := time.NewTicker(s.cfg.ReconcileInterval)
 	defer reconcile.Stop()
 	scan := time.NewTicker(s.cfg.ScanInterval)
@@ -234,6 +237,17 @@ func (s *Sync) run(ctx context.Context) error {
 			continue
 		}
 		caughtUp = caughtUp || done
+		if updates == nil && ctx.Err() == nil {
+			// The snapshot watcher stopped (NATS went away): watch again, then load every
+			// snapshot to catch those stored meanwhile.
+			if w, err := store.os.Watch(ctx, jetstream.UpdatesOnly()); err == nil {
+				_ = watch.Stop()
+				watch, updates = w, w.Updates()
+				if err := s.loadSnapshots(ctx, store); err == nil {
+					needReconcile, postureDue = s.d.ClickHouse != nil, true
+				}
+			}
+		}
 		leader, err := lease.Hold(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.d.Log.Warn("grants lease", "error", err)
@@ -245,8 +259,12 @@ func (s *Sync) run(ctx context.Context) error {
 			scanDue = true
 		case <-evaluate.C:
 			postureDue = true
-		case info := <-watch.Updates():
-			if s.importStored(ctx, store, info) {
+		case info, ok := <-updates:
+			imported, open := s.drainSnapshots(ctx, store, updates, info, ok)
+			if !open {
+				updates = nil // watched again below
+			}
+			if imported {
 				needReconcile, postureDue = s.d.ClickHouse != nil, true
 			}
 		default:
@@ -306,6 +324,9 @@ func (s *Sync) follow(ctx context.Context, cons jetstream.Consumer) (bool, error
 	var uses []GrantUse
 	n, caughtUp := 0, false
 	for msg := range batch.Messages() {
+		if ctx.Err() != nil {
+			return false, nil // stopping: the rest is read again at the next start
+		}
 		n++
 		r, u := s.apply(msg)
 		rows, uses = append(rows, r...), append(uses, u...)
@@ -341,6 +362,21 @@ func (s *Sync) loadSnapshots(ctx context.Context, store *SnapshotStore) error {
 		}
 	}
 	return nil
+}
+
+// drainSnapshots puts in force the snapshot the watcher reported and every one pending
+// after it, so that snapshots stored together come into force together. It reports whether
+// any was imported and whether the watcher is still open.
+func (s *Sync) drainSnapshots(ctx context.Context, store *SnapshotStore, updates <-chan *jetstream.ObjectInfo, info *jetstream.ObjectInfo, ok bool) (imported, open bool) {
+	for ok {
+		imported = s.importStored(ctx, store, info) || imported
+		select {
+		case info, ok = <-updates:
+		default:
+			return imported, true
+		}
+	}
+	return imported, false
 }
 
 // importStored puts a snapshot stored in NHI_GRANTS in force; it reports whether it did.
@@ -430,8 +466,12 @@ func (s *Sync) scanDir(ctx context.Context, store *SnapshotStore) {
 			continue
 		}
 		for _, snap := range snaps {
-			if err := store.Put(ctx, snap); err != nil {
-				s.d.Log.Warn("snapshot not stored", "file", path, "error", err)
+			err := store.Put(ctx, snap)
+			switch {
+			case errors.Is(err, ErrOlderSnapshot):
+				s.d.Log.Info("snapshot file older than the stored snapshot; skipped", "file", path, "scope", snap.Scope)
+			case err != nil:
+				s.d.Log.Warn("snapshot not stored; retrying at the next scan", "file", path, "error", err)
 				return
 			}
 		}
