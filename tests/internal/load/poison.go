@@ -98,7 +98,8 @@ func (t *Templates) Poisons(seed int64) ([]Poison, error) {
 		{"10 MB record", false, 20, 12, []byte(tooLarge), events.StageIngest, `(?i)exceeds`},
 		{"1000-deep nesting", false, 20, 5, []byte(deep(1000)), events.StageIngest, `(?i)JSON`},
 		{"250-deep nesting", false, 20, 15, []byte(deep(250)), events.StageNormalize, `(?i)deep`},
-		{"a JSON value that is not a record", true, 20, 9, []byte(`42`), events.StageIngest, `(?i)not an object`},
+		{"a JSON value that is not a record", false, 20, 9, []byte(`42`), events.StageIngest, `(?i)not an object`},
+		{"a JSON value that is not a record, in an array", true, 20, 9, []byte(`42`), events.StageIngest, `(?i)not an object`},
 		{"an object that is no CloudTrail record", false, 20, 4, []byte(`{"hello":"world","count":3}`), events.StageNormalize, `.`},
 	}
 	for _, s := range steps {

@@ -99,8 +99,11 @@ type Splitter struct {
 	lim    Limits
 	parser fastjson.Parser
 	line   fastjson.Parser
+	inner  fastjson.Parser
 	arena  fastjson.Arena
 	buf    []byte
+	// innerBuf holds a re-encoded embedded record until the outer record is encoded.
+	innerBuf []byte
 }
 
 // New returns a Splitter with the given limits.
@@ -124,11 +127,18 @@ func (s *Splitter) Split(data []byte, emit func(Record) error, reject func(Rejec
 	return s.lines(data, emit, reject)
 }
 
-// lines reads data as JSON Lines: one record (or container) per line.
+// maxHeldRejects bounds the rejected lines whose content is kept while the splitter does not
+// yet know whether the container is JSON Lines at all; past it only their index and reason
+// are kept.
+const maxHeldRejects = 256
+
+// lines reads data as JSON Lines: one record (or container) per line. A bad line rejects
+// that line only. Rejects are held until the first good line shows the container is JSON
+// Lines; a container without a single good line is not JSON at all.
 func (s *Splitter) lines(data []byte, emit func(Record) error, reject func(Rejected) error) error {
-	next, good, bad := 0, 0, 0
+	next, good := 0, 0
 	var firstErr error
-	var rejects []Rejected
+	var held []Rejected
 	for len(data) > 0 {
 		var line []byte
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -140,45 +150,61 @@ func (s *Splitter) lines(data []byte, emit func(Record) error, reject func(Rejec
 		if len(line) == 0 {
 			continue
 		}
-		var reason error
-		switch {
-		case len(line) > s.lim.MaxRecordBytes:
-			reason = fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(line), s.lim.MaxRecordBytes)
-		case !utf8.Valid(line):
-			reason = fmt.Errorf("%w: record is not valid UTF-8", ErrMalformed)
-		}
+		v, reason := s.parseLine(line)
 		if reason == nil {
-			v, err := s.line.ParseBytes(line)
-			if err != nil {
-				reason = fmt.Errorf("%w: record is not valid JSON", ErrMalformed)
-			} else {
-				good++
-				if err := s.expand(v, &next, emit, reject); err != nil {
-					return err
+			if good == 0 {
+				for _, r := range held {
+					if err := reject(r); err != nil {
+						return err
+					}
 				}
-				continue
+				held = nil
 			}
+			good++
+			if err := s.expand(v, &next, emit, reject); err != nil {
+				return err
+			}
+			continue
 		}
-		bad++
+		r := Rejected{Index: next, Reason: reason}
+		next++
+		if good > 0 {
+			r.Data = redactedCopy(line)
+			if err := reject(r); err != nil {
+				return err
+			}
+			continue
+		}
 		if firstErr == nil {
 			firstErr = reason
 		}
-		// Rejects are held until we know the container is JSON Lines at all.
-		rejects = append(rejects, Rejected{Index: next, Data: redactedCopy(line), Reason: reason})
-		next++
-		if good == 0 && bad >= 3 {
-			break
+		if len(held) < maxHeldRejects {
+			r.Data = redactedCopy(line)
 		}
+		held = append(held, r)
 	}
-	if good == 0 && bad > 0 {
+	if good == 0 && len(held) > 0 {
 		return fmt.Errorf("%w: container is neither a JSON document nor JSON Lines (%v)", ErrNotJSON, firstErr)
 	}
-	for _, r := range rejects {
-		if err := reject(r); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// parseLine parses a JSON Lines line into a record or container, or says why it is neither.
+func (s *Splitter) parseLine(line []byte) (*fastjson.Value, error) {
+	switch {
+	case len(line) > s.lim.MaxRecordBytes:
+		return nil, fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(line), s.lim.MaxRecordBytes)
+	case !utf8.Valid(line):
+		return nil, fmt.Errorf("%w: record is not valid UTF-8", ErrMalformed)
+	}
+	v, err := s.line.ParseBytes(line)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record is not valid JSON", ErrMalformed)
+	}
+	if t := v.Type(); t != fastjson.TypeObject && t != fastjson.TypeArray {
+		return nil, fmt.Errorf("%w: record is a %s, not an object", ErrMalformed, t)
+	}
+	return v, nil
 }
 
 // expand emits v, or the records inside v when it is a container.
@@ -249,11 +275,41 @@ func (s *Splitter) one(v *fastjson.Value, next *int, emit func(Record) error, re
 	}
 	s.arena.Reset()
 	redact.Value(v, &s.arena)
+	s.redactEmbedded(v)
 	s.buf = jsonenc.Append(s.buf[:0], v)
 	if len(s.buf) > s.lim.MaxRecordBytes {
 		return reject(Rejected{Index: idx, Data: truncate(s.buf), Reason: fmt.Errorf("%w: record of %d bytes exceeds %d", ErrTooLarge, len(s.buf), s.lim.MaxRecordBytes)})
 	}
 	return emit(Record{Index: idx, Data: s.buf, Time: EventTime(v)})
+}
+
+// embeddedRecordFields hold a whole record as a JSON string: the CloudTrail record of a
+// LookupEvents result.
+var embeddedRecordFields = []string{"CloudTrailEvent"}
+
+// unreadableEmbedded replaces an embedded record that is not a JSON object.
+const unreadableEmbedded = "[REDACTED:unreadable_record]"
+
+// redactEmbedded redacts records carried as JSON strings inside v, which the structural pass
+// sees only as opaque strings.
+func (s *Splitter) redactEmbedded(v *fastjson.Value) {
+	for _, f := range embeddedRecordFields {
+		str := v.Get(f)
+		if str == nil || str.Type() != fastjson.TypeString {
+			continue
+		}
+		raw, _ := str.StringBytes()
+		inner, err := s.inner.ParseBytes(raw)
+		if err != nil || inner.Type() != fastjson.TypeObject {
+			// Not a record: nothing of it can be told apart from a secret, and normalize
+			// rejects it either way.
+			v.Set(f, s.arena.NewString(unreadableEmbedded))
+			continue
+		}
+		redact.Value(inner, &s.arena)
+		s.innerBuf = jsonenc.Append(s.innerBuf[:0], inner)
+		v.Set(f, s.arena.NewStringBytes(s.innerBuf))
+	}
 }
 
 // timeFields are the event-time fields of the supported formats, most specific first.

@@ -140,6 +140,8 @@ func TestSplitContainers(t *testing.T) {
 		{"json lines with a bad line", "{\"a\":1}\n{\"a\":\n{\"a\":3}\n", 2, 1},
 		{"json lines with invalid utf-8", "{\"a\":1}\n{\"a\":\"\xff\xfe\"}\n", 1, 1},
 		{"array with a scalar", `[{"a":1}, 7]`, 1, 1},
+		{"json lines with a bare value", "{\"a\":1}\n42\n{\"a\":3}\n", 2, 1},
+		{"json lines starting with bad lines", "x\ny\nz\nw\n{\"a\":1}\n{\"a\":2}\n", 2, 4},
 		{"empty", "  \n", 0, 0},
 		{"empty records", `{"Records":[]}`, 0, 0},
 		{"byte order mark", "\xef\xbb\xbf{\"a\":1}", 1, 0},
@@ -320,4 +322,25 @@ func FuzzSplit(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSplitRedactsLookupEventsRecords(t *testing.T) {
+	inner := `{"eventName":"GetSessionToken","responseElements":{"credentials":{"accessKeyId":"ASIAXXXXXXXXXXXXXXXX","sessionToken":"FwoGZXIvYXdzEPlantedSessionToken"}}}`
+	quoted, _ := json.Marshal(inner)
+	in := `{"EventId":"1","CloudTrailEvent":` + string(quoted) + `}` + "\n" + `{"EventId":"2","CloudTrailEvent":"not json FwoGZXIvYXdzEPlanted sessionToken=FwoGZXIvYXdzEPlantedSessionToken"}`
+	got, err := run(t, []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.records) != 2 {
+		t.Fatalf("got %d records", len(got.records))
+	}
+	for _, r := range got.records {
+		if strings.Contains(r, "PlantedSessionToken") {
+			t.Errorf("secret inside CloudTrailEvent survived: %s", r)
+		}
+	}
+	if !strings.Contains(got.records[0], "ASIAXXXXXXXXXXXXXXXX") {
+		t.Errorf("metadata inside CloudTrailEvent lost: %s", got.records[0])
+	}
 }
