@@ -1,7 +1,6 @@
 package grants
 
 import (
-	"sort"
 	"strings"
 	"time"
 
@@ -248,7 +247,7 @@ func (m *Model) k8sCluster(ev *events.Event, gc *events.GrantChange) string {
 		suffix = ":role:" + gc.Scope + ":" + name
 	}
 	found := ""
-	for k := range m.defs {
+	for _, k := range m.definitionKeys() {
 		if c, rest, ok := splitK8sID(k); ok && ":"+rest == suffix {
 			if found != "" && found != c {
 				return ""
@@ -282,7 +281,7 @@ func (m *Model) k8sDefinitionKey(cluster, grant, scope string) string {
 		}
 	}
 	if scope != "" && scope != "*" {
-		if _, ok := m.defs[K8sRoleKey(cluster, scope, grant)]; ok {
+		if _, ok := m.def(K8sRoleKey(cluster, scope, grant)); ok {
 			return K8sRoleKey(cluster, scope, grant)
 		}
 	}
@@ -354,13 +353,31 @@ func (m *Model) Apply(ev *events.Event) []EntryChange {
 	if !changed {
 		return nil
 	}
-	m.dirty = true
-	m.rebuild()
+	m.invalidate(cs, affected)
 	var out []EntryChange
 	for _, id := range sortedKeys(affected) {
 		out = append(out, diffEntries(before[id], m.entriesLocked(id, nil))...)
 	}
 	return out
+}
+
+// invalidate drops the cached entries the changes may have altered: those of the affected
+// identities, or all of them when a change reaches identities the model cannot list (a
+// definition, a group's bindings, a Kubernetes binding deleted by name, a whole GCP policy).
+func (m *Model) invalidate(cs []change, affected map[string]bool) {
+	for _, c := range cs {
+		switch {
+		case c.kind == changeDefinition, c.kind == changeBindingObject,
+			c.kind == changeBinding && (isGroupPrincipal(c.grantee) || c.gc.Op == events.GrantOp_GRANT_OP_REPLACE && c.prov == events.Provider_PROVIDER_GCP):
+			m.dirty = true
+			m.rebuild()
+			return
+		}
+	}
+	for id := range affected {
+		delete(m.entries, id)
+		delete(m.bindCache, id)
+	}
 }
 
 func diffEntries(before, after []*Entry) []EntryChange {
@@ -399,33 +416,27 @@ func (m *Model) affectedBy(c change) []string {
 	case changeBinding:
 		addPrincipal(c.grantee)
 		if c.prov == events.Provider_PROVIDER_GCP && c.gc.Op == events.GrantOp_GRANT_OP_REPLACE {
-			for p, bs := range m.bindings {
-				for _, b := range bs {
-					if b.Scope == c.bscope {
-						addPrincipal(p)
-					}
+			m.eachBinding(func(p string, b Binding) {
+				if b.Scope == c.bscope {
+					addPrincipal(p)
 				}
-			}
+			})
 		}
 	case changeMembership, changeBoundary:
 		addPrincipal(c.grantee)
 	case changeBindingObject:
 		name := k8sBindingName(c.gc.Grantee)
-		for p, bs := range m.bindings {
-			for _, b := range bs {
-				if b.Name == name && strings.HasPrefix(p, "k8s:"+c.account+":") {
-					addPrincipal(p)
-				}
+		m.eachBinding(func(p string, b Binding) {
+			if b.Name == name && strings.HasPrefix(p, "k8s:"+c.account+":") {
+				addPrincipal(p)
 			}
-		}
+		})
 	case changeDefinition:
-		for p, bs := range m.bindings {
-			for _, b := range bs {
-				if b.Definition == c.key {
-					addPrincipal(p)
-				}
+		m.eachBinding(func(p string, b Binding) {
+			if b.Definition == c.key {
+				addPrincipal(p)
 			}
-		}
+		})
 	}
 	return sortedKeys(set)
 }
@@ -436,14 +447,13 @@ func isGroupPrincipal(p string) bool {
 
 func (m *Model) membersOf(group string) []string {
 	var out []string
-	for member, gs := range m.groupsOf {
-		for _, g := range gs {
+	for _, member := range m.members() {
+		for _, g := range m.groupsOfMember(member) {
 			if g == group {
 				out = append(out, member)
 			}
 		}
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -546,7 +556,7 @@ func (c change) binding() Binding {
 func (m *Model) applyBinding(c change, at time.Time) bool {
 	b := c.binding()
 	if c.gc.Op == events.GrantOp_GRANT_OP_REMOVE {
-		return m.removeBindings(c.scope, at, func(p string, have Binding) bool {
+		return m.removeBindings(b.Principal, c.scope, at, func(p string, have Binding) bool {
 			return p == b.Principal && !have.Boundary && have.Definition == b.Definition &&
 				(c.prov == events.Provider_PROVIDER_AWS || have.Scope == b.Scope)
 		})
@@ -557,23 +567,35 @@ func (m *Model) applyBinding(c change, at time.Time) bool {
 
 func (m *Model) addBinding(b Binding, scope string, at time.Time) {
 	k := bindingKey(b)
-	delete(m.ov.removed, k)
-	m.ov.bindings[k] = timed[Binding]{b, scope, at}
+	m.ov.delRemoved(k)
+	m.ov.setBinding(k, timed[Binding]{b, scope, at})
+	delete(m.bindCache, b.Principal)
 }
 
-// removeBindings takes every binding in force that match selects; it reports whether one did.
-func (m *Model) removeBindings(scope string, at time.Time, match func(principal string, b Binding) bool) bool {
+// removeBindings takes every binding in force that match selects, of principal (of every
+// principal when empty); it reports whether one was taken.
+func (m *Model) removeBindings(principal, scope string, at time.Time, match func(principal string, b Binding) bool) bool {
 	changed := false
-	for p, bs := range m.bindings {
-		for _, have := range bs {
-			if !match(p, have) {
-				continue
-			}
-			k := bindingKey(have)
-			delete(m.ov.bindings, k)
-			m.ov.removed[k] = timed[Binding]{have, scope, at}
-			changed = true
+	remove := func(p string, have Binding) {
+		if !match(p, have) {
+			return
 		}
+		k := bindingKey(have)
+		m.ov.delBinding(k)
+		m.ov.setRemoved(k, timed[Binding]{have, scope, at})
+		changed = true
+	}
+	defer func() {
+		if changed {
+			m.bindCache = map[string][]Binding{} // after the walk, which reads it
+		}
+	}()
+	if principal == "" {
+		m.eachBinding(remove)
+		return changed
+	}
+	for _, b := range m.bindingsOf(principal) {
+		remove(principal, b)
 	}
 	return changed
 }
@@ -588,7 +610,7 @@ func (m *Model) removeBindingObject(c change, at time.Time) bool {
 		return false
 	}
 	prefix := "k8s:" + c.account + ":"
-	return m.removeBindings(c.scope, at, func(p string, b Binding) bool {
+	return m.removeBindings("", c.scope, at, func(p string, b Binding) bool {
 		return b.Name == name && strings.HasPrefix(p, prefix)
 	})
 }
@@ -601,7 +623,7 @@ func (m *Model) replaceBindings(resource string, cs []change, at time.Time) bool
 		keep[c.binding().Principal+"\x00"+c.key] = true
 	}
 	scope := cs[0].scope
-	changed := m.removeBindings(scope, at, func(p string, b Binding) bool {
+	changed := m.removeBindings("", scope, at, func(p string, b Binding) bool {
 		return b.Scope == resource && !keep[p+"\x00"+b.Definition] && providerOf(p, b.Definition) == events.Provider_PROVIDER_GCP
 	})
 	for _, c := range cs {
@@ -615,11 +637,11 @@ func (m *Model) applyMembership(c change, at time.Time) bool {
 	ms := Membership{Member: c.grantee, Group: awsGroupPrincipal(c.gc.Grant, c.account)}
 	k := membershipKey(ms)
 	if c.gc.Op == events.GrantOp_GRANT_OP_REMOVE {
-		delete(m.ov.memberships, k)
-		m.ov.left[k] = timed[Membership]{ms, c.scope, at}
+		m.ov.delMembership(k)
+		m.ov.setLeft(k, timed[Membership]{ms, c.scope, at})
 	} else {
-		delete(m.ov.left, k)
-		m.ov.memberships[k] = timed[Membership]{ms, c.scope, at}
+		m.ov.delLeft(k)
+		m.ov.setMembership(k, timed[Membership]{ms, c.scope, at})
 	}
 	return true
 }
@@ -627,7 +649,7 @@ func (m *Model) applyMembership(c change, at time.Time) bool {
 // applyBoundary sets or removes a permissions boundary: an identity has at most one, and
 // deleting it names no policy.
 func (m *Model) applyBoundary(c change, at time.Time) bool {
-	changed := m.removeBindings(c.scope, at, func(p string, b Binding) bool {
+	changed := m.removeBindings(c.grantee, c.scope, at, func(p string, b Binding) bool {
 		return p == c.grantee && b.Boundary && (c.gc.Op == events.GrantOp_GRANT_OP_REMOVE || b.Definition != c.key)
 	})
 	if c.gc.Op != events.GrantOp_GRANT_OP_REMOVE && c.key != "" {
@@ -640,7 +662,7 @@ func (m *Model) applyBoundary(c change, at time.Time) bool {
 // applyDefinition records the new content of one definition from the changes that carry it.
 func (m *Model) applyDefinition(cs []change, at time.Time) bool {
 	c0 := cs[0]
-	cur := m.defs[c0.key]
+	cur, _ := m.def(c0.key)
 	def, ok := m.definitionFrom(cs, cur)
 	if !ok {
 		return false
@@ -659,7 +681,7 @@ func (m *Model) applyDefinition(cs []change, at time.Time) bool {
 		}
 		m.ov.prev[c0.key] = prevDefinition{def: prev, fps: fps}
 	}
-	m.ov.defs[c0.key] = timed[Definition]{def, c0.scope, at}
+	m.ov.defs[c0.key] = timed[*Definition]{&def, c0.scope, at}
 	return true
 }
 

@@ -41,7 +41,7 @@ func (m *Model) Delta(gc *events.GrantChange) (added []string, sensitivePerms []
 	case changeMembership:
 		group := awsGroupPrincipal(gc.Grant, c.account)
 		via := "group:" + groupName(group)
-		for _, b := range m.bindings[group] {
+		for _, b := range m.bindingsOf(group) {
 			if !b.Boundary {
 				candidates = append(candidates, m.expand(c.grantee, b, via)...)
 			}
@@ -67,7 +67,7 @@ func (m *Model) Delta(gc *events.GrantChange) (added []string, sensitivePerms []
 	case changeDefinition:
 		const subject = "(definition)"
 		b := Binding{Principal: subject, Definition: c.key, Scope: orStar(gc.Scope)}
-		base := m.defs[c.key]
+		base, _ := m.def(c.key)
 		if rec, ok := m.ov.prev[c.key]; ok && rec.fps[fingerprint(gc)] {
 			base = rec.def // applied already: compare with what it replaced
 		}
@@ -103,15 +103,10 @@ func (m *Model) Delta(gc *events.GrantChange) (added []string, sensitivePerms []
 
 // expandDefinition expands a definition that may not be (or not so) in the model.
 func (m *Model) expandDefinition(subject string, d Definition, b Binding) []*Entry {
-	prev, had := m.defs[d.Key]
-	m.defs[d.Key] = &d
+	m.scratch = map[string]*Definition{d.Key: &d}
 	b.Principal, b.Definition = subject, d.Key
 	es := m.expand(subject, b, "direct")
-	if had {
-		m.defs[d.Key] = prev
-	} else {
-		delete(m.defs, d.Key)
-	}
+	m.scratch = nil
 	return es
 }
 

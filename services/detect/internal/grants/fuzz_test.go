@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,10 +56,16 @@ func FuzzParse(f *testing.F) {
 func FuzzGlob(f *testing.F) {
 	f.Add("s3:Get*", "s3:GetObject")
 	f.Add("a*b?c*", "axxbyczz")
+	f.Add("IAM:Put*Policy", "iam:putRolePolicy")
+	f.Add("É*", "é")
 	f.Fuzz(func(t *testing.T, pattern, s string) {
 		got := Glob(pattern, s, false)
 		if pattern == s && !got {
 			t.Errorf("Glob(%q, itself) = false", pattern)
+		}
+		// The case-insensitive match, done byte by byte, is the match of the lower cases.
+		if fold, want := Glob(pattern, s, true), Glob(strings.ToLower(pattern), strings.ToLower(s), false); fold != want {
+			t.Errorf("Glob(%q, %q, fold) = %v, lower-case match %v", pattern, s, fold, want)
 		}
 	})
 }

@@ -21,34 +21,139 @@ import (
 
 // Model holds the grants of every identity: inventory snapshots, one per scope, with the
 // changes seen in events on top.
+//
+// The indexes of the snapshots (base) are rebuilt when a snapshot is imported; the changes
+// of events are kept apart (overlay) and looked up over the base, so that applying a grant
+// change costs in proportion to the changes, not to the inventory.
 type Model struct {
 	mu     sync.RWMutex
 	layers map[string]*Snapshot
 	ov     overlay
 
-	// Built from layers and overlay when dirty.
-	dirty      bool
-	defs       map[string]*Definition
-	bindings   map[string][]Binding // by principal
-	groupsOf   map[string][]string  // AWS member → group principals
-	identities map[string]*Identity
-	creds      map[string]*Credential
-	entries    map[string][]*Entry // cache by identity + groups
-	// since is when a binding or membership that events added came into force (by
-	// bindingKey and membershipKey); snapshot ones are not in it (in force since before).
-	since map[string]time.Time
+	baseDirty bool
+	base      base
+	// dirty marks the caches stale after a change.
+	dirty     bool
+	entries   map[string]map[string][]*Entry // by identity, then its groups
+	bindCache map[string][]Binding           // bindings in force, by principal
+	// scratch holds definitions Delta evaluates without putting them in force.
+	scratch map[string]*Definition
 }
 
-// overlay is what events changed since the snapshots.
+// base is what the snapshots show.
+type base struct {
+	defs        map[string]*Definition
+	bindings    map[string][]Binding // by principal
+	bindingKeys map[string]bool
+	groupsOf    map[string][]string // AWS member → group principals
+	memberKeys  map[string]bool
+	identities  map[string]*Identity
+	creds       map[string]*Credential
+}
+
+// overlay is what events changed since the snapshots, with indexes by principal and
+// member kept current as it changes.
 type overlay struct {
-	defs        map[string]timed[Definition]
+	defs        map[string]timed[*Definition]
 	bindings    map[string]timed[Binding] // by bindingKey
 	removed     map[string]timed[Binding]
-	memberships map[string]timed[Membership] // by member + group; zero Member when removed
+	memberships map[string]timed[Membership] // by membershipKey
 	left        map[string]timed[Membership]
 	creds       map[string]timed[Credential]
 	// prev is what each definition carried before its latest change (for Delta).
 	prev map[string]prevDefinition
+
+	bindingsBy, removedBy map[string]map[string]bool // principal → binding keys
+	groupsBy, leftBy      map[string]map[string]bool // member → membership keys
+}
+
+func newOverlay() overlay {
+	return overlay{
+		defs: map[string]timed[*Definition]{}, bindings: map[string]timed[Binding]{}, removed: map[string]timed[Binding]{},
+		memberships: map[string]timed[Membership]{}, left: map[string]timed[Membership]{}, creds: map[string]timed[Credential]{},
+		prev:       map[string]prevDefinition{},
+		bindingsBy: map[string]map[string]bool{}, removedBy: map[string]map[string]bool{},
+		groupsBy: map[string]map[string]bool{}, leftBy: map[string]map[string]bool{},
+	}
+}
+
+func index(idx map[string]map[string]bool, owner, key string, add bool) {
+	if add {
+		if idx[owner] == nil {
+			idx[owner] = map[string]bool{}
+		}
+		idx[owner][key] = true
+		return
+	}
+	delete(idx[owner], key)
+	if len(idx[owner]) == 0 {
+		delete(idx, owner)
+	}
+}
+
+func (o *overlay) setBinding(k string, t timed[Binding]) {
+	o.bindings[k] = t
+	index(o.bindingsBy, t.v.Principal, k, true)
+}
+
+func (o *overlay) delBinding(k string) {
+	if t, ok := o.bindings[k]; ok {
+		delete(o.bindings, k)
+		index(o.bindingsBy, t.v.Principal, k, false)
+	}
+}
+
+func (o *overlay) setRemoved(k string, t timed[Binding]) {
+	o.removed[k] = t
+	index(o.removedBy, t.v.Principal, k, true)
+}
+
+func (o *overlay) delRemoved(k string) {
+	if t, ok := o.removed[k]; ok {
+		delete(o.removed, k)
+		index(o.removedBy, t.v.Principal, k, false)
+	}
+}
+
+func (o *overlay) setMembership(k string, t timed[Membership]) {
+	o.memberships[k] = t
+	index(o.groupsBy, t.v.Member, k, true)
+}
+
+func (o *overlay) delMembership(k string) {
+	if t, ok := o.memberships[k]; ok {
+		delete(o.memberships, k)
+		index(o.groupsBy, t.v.Member, k, false)
+	}
+}
+
+func (o *overlay) setLeft(k string, t timed[Membership]) {
+	o.left[k] = t
+	index(o.leftBy, t.v.Member, k, true)
+}
+
+func (o *overlay) delLeft(k string) {
+	if t, ok := o.left[k]; ok {
+		delete(o.left, k)
+		index(o.leftBy, t.v.Member, k, false)
+	}
+}
+
+// reindex rebuilds the indexes after entries were dropped from the maps directly.
+func (o *overlay) reindex() {
+	o.bindingsBy, o.removedBy, o.groupsBy, o.leftBy = map[string]map[string]bool{}, map[string]map[string]bool{}, map[string]map[string]bool{}, map[string]map[string]bool{}
+	for k, t := range o.bindings {
+		index(o.bindingsBy, t.v.Principal, k, true)
+	}
+	for k, t := range o.removed {
+		index(o.removedBy, t.v.Principal, k, true)
+	}
+	for k, t := range o.memberships {
+		index(o.groupsBy, t.v.Member, k, true)
+	}
+	for k, t := range o.left {
+		index(o.leftBy, t.v.Member, k, true)
+	}
 }
 
 type timed[T any] struct {
@@ -60,19 +165,7 @@ type timed[T any] struct {
 // NewModel returns an empty model that knows the built-in AWS managed policies and GCP
 // predefined roles (see builtin.go).
 func NewModel() *Model {
-	return &Model{
-		layers: map[string]*Snapshot{},
-		ov: overlay{
-			defs:        map[string]timed[Definition]{},
-			bindings:    map[string]timed[Binding]{},
-			removed:     map[string]timed[Binding]{},
-			memberships: map[string]timed[Membership]{},
-			left:        map[string]timed[Membership]{},
-			creds:       map[string]timed[Credential]{},
-			prev:        map[string]prevDefinition{},
-		},
-		dirty: true,
-	}
+	return &Model{layers: map[string]*Snapshot{}, ov: newOverlay(), baseDirty: true, dirty: true}
 }
 
 // Import puts a snapshot in force, replacing any earlier snapshot of the same scope. Event
@@ -88,6 +181,7 @@ func (m *Model) Import(s *Snapshot) error {
 		return nil
 	}
 	m.layers[s.Scope] = s
+	m.baseDirty = true
 	dropOlder(m.ov.defs, s.Scope, s.Taken)
 	// A definition the snapshot shows supersedes older changes of it, whatever their scope
 	// (a role list and a single role describe the same role).
@@ -102,6 +196,7 @@ func (m *Model) Import(s *Snapshot) error {
 	dropOlder(m.ov.memberships, s.Scope, s.Taken)
 	dropOlder(m.ov.left, s.Scope, s.Taken)
 	dropOlder(m.ov.creds, s.Scope, s.Taken)
+	m.ov.reindex()
 	m.dirty = true
 	return nil
 }
@@ -136,90 +231,179 @@ func bindingKey(b Binding) string {
 
 func membershipKey(ms Membership) string { return ms.Member + "\x00" + ms.Group }
 
-// rebuild recomputes the indexes; the caller holds the write lock.
+// rebuild recomputes what is stale; the caller holds the write lock.
 func (m *Model) rebuild() {
-	if !m.dirty {
-		return
+	if m.baseDirty {
+		m.buildBase()
+		m.baseDirty, m.dirty = false, true
 	}
-	m.defs = builtinDefinitions()
-	m.bindings = map[string][]Binding{}
-	m.groupsOf = map[string][]string{}
-	m.identities = map[string]*Identity{}
-	m.creds = map[string]*Credential{}
-	m.entries = map[string][]*Entry{}
-	m.since = map[string]time.Time{}
+	if m.dirty {
+		m.entries, m.bindCache = map[string]map[string][]*Entry{}, map[string][]Binding{}
+		m.dirty = false
+	}
+}
 
-	scopes := make([]string, 0, len(m.layers))
-	for sc := range m.layers {
-		scopes = append(scopes, sc)
+// buildBase indexes the snapshots, in scope order.
+func (m *Model) buildBase() {
+	b := base{
+		defs: builtinDefinitions(), bindings: map[string][]Binding{}, bindingKeys: map[string]bool{},
+		groupsOf: map[string][]string{}, memberKeys: map[string]bool{}, identities: map[string]*Identity{}, creds: map[string]*Credential{},
 	}
-	sort.Strings(scopes)
-	seenB := map[string]bool{}
-	seenM := map[string]bool{}
-	for _, sc := range scopes {
+	for _, sc := range sortedKeys(m.layers) {
 		s := m.layers[sc]
 		for i := range s.Definitions {
-			d := s.Definitions[i]
-			m.defs[d.Key] = &d
+			b.defs[s.Definitions[i].Key] = &s.Definitions[i]
 		}
-		for _, b := range s.Bindings {
-			k := bindingKey(b)
-			if _, gone := m.ov.removed[k]; gone || seenB[k] {
-				continue
+		for _, bd := range s.Bindings {
+			if k := bindingKey(bd); !b.bindingKeys[k] {
+				b.bindingKeys[k] = true
+				b.bindings[bd.Principal] = append(b.bindings[bd.Principal], bd)
 			}
-			seenB[k] = true
-			m.bindings[b.Principal] = append(m.bindings[b.Principal], b)
 		}
 		for _, ms := range s.Memberships {
-			k := membershipKey(ms)
-			if _, gone := m.ov.left[k]; gone || seenM[k] {
-				continue
+			if k := membershipKey(ms); !b.memberKeys[k] {
+				b.memberKeys[k] = true
+				b.groupsOf[ms.Member] = append(b.groupsOf[ms.Member], ms.Group)
 			}
-			seenM[k] = true
-			m.groupsOf[ms.Member] = append(m.groupsOf[ms.Member], ms.Group)
 		}
 		for i := range s.Identities {
 			id := s.Identities[i]
-			if prev, ok := m.identities[id.ID]; ok {
+			if prev, ok := b.identities[id.ID]; ok {
 				mergeIdentity(prev, id)
 				continue
 			}
-			m.identities[id.ID] = &id
+			b.identities[id.ID] = &id
 		}
 		for i := range s.Credentials {
-			c := s.Credentials[i]
-			m.creds[c.ID] = &c
+			b.creds[s.Credentials[i].ID] = &s.Credentials[i]
 		}
 	}
-	for _, k := range sortedKeys(m.ov.defs) {
-		d := m.ov.defs[k].v
-		m.defs[d.Key] = &d
+	m.base = b
+}
+
+// def looks a definition up: Delta's scratch, then the events', then the snapshots'.
+func (m *Model) def(key string) (*Definition, bool) {
+	if d, ok := m.scratch[key]; ok {
+		return d, true
 	}
-	for _, k := range sortedKeys(m.ov.bindings) {
-		if seenB[k] {
-			continue
+	if d, ok := m.ov.defs[key]; ok {
+		return d.v, true
+	}
+	d, ok := m.base.defs[key]
+	return d, ok
+}
+
+// bindingsOf returns the bindings of a principal in force: the snapshots' but those events
+// removed, then those events added.
+func (m *Model) bindingsOf(p string) []Binding {
+	if bs, ok := m.bindCache[p]; ok {
+		return bs
+	}
+	bs, added, removed := m.base.bindings[p], m.ov.bindingsBy[p], m.ov.removedBy[p]
+	if len(added) > 0 || len(removed) > 0 {
+		out := make([]Binding, 0, len(bs)+len(added))
+		for _, b := range bs {
+			if !removed[bindingKey(b)] {
+				out = append(out, b)
+			}
 		}
-		b := m.ov.bindings[k].v
-		m.bindings[b.Principal] = append(m.bindings[b.Principal], b)
-		m.since[k] = m.ov.bindings[k].at
-	}
-	for _, k := range sortedKeys(m.ov.memberships) {
-		if seenM[k] {
-			continue
+		for _, k := range sortedKeys(added) {
+			if !m.base.bindingKeys[k] {
+				out = append(out, m.ov.bindings[k].v)
+			}
 		}
-		ms := m.ov.memberships[k].v
-		m.groupsOf[ms.Member] = append(m.groupsOf[ms.Member], ms.Group)
-		m.since[k] = m.ov.memberships[k].at
+		bs = out
 	}
-	for _, k := range sortedKeys(m.ov.creds) {
-		c := m.ov.creds[k].v
-		if prev, ok := m.creds[c.ID]; ok && c.LastRotated.IsZero() {
-			prev.Active = c.Active // deleted, deactivated or reactivated: its age is unchanged
-			continue
+	m.bindCache[p] = bs
+	return bs
+}
+
+// bindingSince is when a binding came into force, when an event showed it.
+func (m *Model) bindingSince(b Binding) time.Time {
+	k := bindingKey(b)
+	if m.base.bindingKeys[k] {
+		return time.Time{}
+	}
+	return m.ov.bindings[k].at
+}
+
+// groupsOfMember returns the IAM groups of a member in force.
+func (m *Model) groupsOfMember(member string) []string {
+	gs, joined, left := m.base.groupsOf[member], m.ov.groupsBy[member], m.ov.leftBy[member]
+	if len(joined) == 0 && len(left) == 0 {
+		return gs
+	}
+	out := make([]string, 0, len(gs)+len(joined))
+	for _, g := range gs {
+		if !left[membershipKey(Membership{Member: member, Group: g})] {
+			out = append(out, g)
 		}
-		m.creds[c.ID] = &c
 	}
-	m.dirty = false
+	for _, k := range sortedKeys(joined) {
+		if !m.base.memberKeys[k] {
+			out = append(out, m.ov.memberships[k].v.Group)
+		}
+	}
+	return out
+}
+
+// membershipSince is when a member joined a group, when an event showed it.
+func (m *Model) membershipSince(member, group string) time.Time {
+	k := membershipKey(Membership{Member: member, Group: group})
+	if m.base.memberKeys[k] {
+		return time.Time{}
+	}
+	return m.ov.memberships[k].at
+}
+
+// members returns every member of some group, sorted.
+func (m *Model) members() []string {
+	set := make(map[string]bool, len(m.base.groupsOf)+len(m.ov.groupsBy))
+	for member := range m.base.groupsOf {
+		set[member] = true
+	}
+	for member := range m.ov.groupsBy {
+		set[member] = true
+	}
+	return sortedKeys(set)
+}
+
+// principals returns every principal holding a binding in force, sorted.
+func (m *Model) principals() []string {
+	var out []string
+	for p := range m.base.bindings {
+		if len(m.bindingsOf(p)) > 0 {
+			out = append(out, p)
+		}
+	}
+	for p := range m.ov.bindingsBy {
+		if _, ok := m.base.bindings[p]; !ok && len(m.bindingsOf(p)) > 0 {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// eachBinding calls fn for every binding in force.
+func (m *Model) eachBinding(fn func(principal string, b Binding)) {
+	for _, p := range m.principals() {
+		for _, b := range m.bindingsOf(p) {
+			fn(p, b)
+		}
+	}
+}
+
+// definitionKeys returns the key of every definition in force.
+func (m *Model) definitionKeys() []string {
+	set := make(map[string]bool, len(m.base.defs)+len(m.ov.defs))
+	for k := range m.base.defs {
+		set[k] = true
+	}
+	for k := range m.ov.defs {
+		set[k] = true
+	}
+	return sortedKeys(set)
 }
 
 func mergeIdentity(dst *Identity, src Identity) {
@@ -251,8 +435,8 @@ func (m *Model) Identities() []Identity {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rebuild()
-	out := make([]Identity, 0, len(m.identities))
-	for _, id := range m.identities {
+	out := make([]Identity, 0, len(m.base.identities))
+	for _, id := range m.base.identities {
 		out = append(out, *id)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -264,22 +448,35 @@ func (m *Model) Identity(id string) (Identity, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rebuild()
-	if v, ok := m.identities[id]; ok {
+	if v, ok := m.base.identities[id]; ok {
 		return *v, true
 	}
 	return Identity{}, false
 }
 
-// Credentials returns the long-term credentials known, sorted by id.
+// Credentials returns the long-term credentials known, sorted by id: the snapshots', with
+// the keys events created, deleted or (de)activated.
 func (m *Model) Credentials() []Credential {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rebuild()
-	out := make([]Credential, 0, len(m.creds))
-	for _, c := range m.creds {
-		out = append(out, *c)
+	creds := make(map[string]Credential, len(m.base.creds)+len(m.ov.creds))
+	for k, c := range m.base.creds {
+		creds[k] = *c
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	for _, k := range sortedKeys(m.ov.creds) {
+		c := m.ov.creds[k].v
+		if prev, ok := creds[c.ID]; ok && c.LastRotated.IsZero() {
+			prev.Active = c.Active // deleted, deactivated or reactivated: its age is unchanged
+			creds[c.ID] = prev
+			continue
+		}
+		creds[c.ID] = c
+	}
+	out := make([]Credential, 0, len(creds))
+	for _, k := range sortedKeys(creds) {
+		out = append(out, creds[k])
+	}
 	return out
 }
 
@@ -288,7 +485,7 @@ func (m *Model) Principals() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rebuild()
-	return sortedKeys(m.bindings)
+	return m.principals()
 }
 
 // Definition returns a definition by key.
@@ -296,7 +493,7 @@ func (m *Model) Definition(key string) (Definition, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rebuild()
-	if d, ok := m.defs[key]; ok {
+	if d, ok := m.def(key); ok {
 		return *d, true
 	}
 	return Definition{}, false
@@ -308,12 +505,11 @@ func (m *Model) Definitions(kind string) []Definition {
 	defer m.mu.Unlock()
 	m.rebuild()
 	var out []Definition
-	for _, d := range m.defs {
-		if d.Kind == kind {
+	for _, k := range m.definitionKeys() {
+		if d, _ := m.def(k); d.Kind == kind {
 			out = append(out, *d)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
 }
 
@@ -333,21 +529,21 @@ func (m *Model) Entries(identity string, groups ...string) []Entry {
 
 func (m *Model) entriesLocked(identity string, groups []string) []*Entry {
 	m.rebuild()
-	ck := identity
+	gk := ""
 	if len(groups) > 0 {
-		ck += "\x00" + strings.Join(groups, "\x00")
+		gk = strings.Join(groups, "\x00")
 	}
-	if es, ok := m.entries[ck]; ok {
+	if es, ok := m.entries[identity][gk]; ok {
 		return es
 	}
 	var es []*Entry
 	seen := map[string]bool{}
 	add := func(principal, via string, joined time.Time) {
-		for _, b := range m.bindings[principal] {
+		for _, b := range m.bindingsOf(principal) {
 			if b.Boundary {
 				continue
 			}
-			since := m.since[bindingKey(b)]
+			since := m.bindingSince(b)
 			if joined.After(since) {
 				since = joined
 			}
@@ -361,13 +557,16 @@ func (m *Model) entriesLocked(identity string, groups []string) []*Entry {
 		}
 	}
 	add(identity, "direct", time.Time{})
-	for _, g := range m.groupsOf[identity] {
-		add(g, "group:"+groupName(g), m.since[membershipKey(Membership{Member: identity, Group: g})])
+	for _, g := range m.groupsOfMember(identity) {
+		add(g, "group:"+groupName(g), m.membershipSince(identity, g))
 	}
 	for _, g := range k8sGroups(identity, groups) {
 		add(g, "group:"+groupName(g), time.Time{})
 	}
-	m.entries[ck] = es
+	if m.entries[identity] == nil {
+		m.entries[identity] = map[string][]*Entry{}
+	}
+	m.entries[identity][gk] = es
 	return es
 }
 
@@ -427,7 +626,7 @@ func (m *Model) expand(identity string, b Binding, via string) []*Entry {
 	} else if b.Name != "" {
 		via += ",binding:" + b.Name
 	}
-	d, ok := m.defs[b.Definition]
+	d, ok := m.def(b.Definition)
 	prov := providerOf(b.Principal, b.Definition)
 	if !ok {
 		return []*Entry{{
@@ -563,11 +762,11 @@ func (m *Model) Evaluate(r Request) Decision {
 // boundaryAllows applies an AWS permissions boundary: when the identity has one, the
 // request must also be allowed, and not denied, by the boundary policy.
 func (m *Model) boundaryAllows(r *Request) bool {
-	for _, b := range m.bindings[r.Identity] {
+	for _, b := range m.bindingsOf(r.Identity) {
 		if !b.Boundary {
 			continue
 		}
-		d, ok := m.defs[b.Definition]
+		d, ok := m.def(b.Definition)
 		if !ok {
 			return true // an unknown boundary cannot be evaluated; do not guess a denial
 		}

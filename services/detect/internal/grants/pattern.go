@@ -7,15 +7,17 @@ import "strings"
 // permission patterns and of Kubernetes non-resource URLs. fold makes the match
 // case-insensitive (IAM actions are; ARNs are not).
 func Glob(pattern, s string, fold bool) bool {
-	if fold {
+	if fold && (!isASCII(pattern) || !isASCII(s)) {
 		pattern, s = strings.ToLower(pattern), strings.ToLower(s)
+		fold = false
 	}
-	// Iterative matcher with one backtrack point: linear in practice, no recursion.
+	// Iterative matcher with one backtrack point: linear in practice, no recursion, and no
+	// allocation (it runs for every pattern of every grant an event is evaluated against).
 	p, i := 0, 0
 	star, mark := -1, 0
 	for i < len(s) {
 		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]) && pattern[p] != '*':
+		case p < len(pattern) && pattern[p] != '*' && (pattern[p] == '?' || sameByte(pattern[p], s[i], fold)):
 			p++
 			i++
 		case p < len(pattern) && pattern[p] == '*':
@@ -33,6 +35,29 @@ func Glob(pattern, s string, fold bool) bool {
 		p++
 	}
 	return p == len(pattern)
+}
+
+func sameByte(a, b byte, fold bool) bool {
+	if a == b {
+		return true
+	}
+	return fold && lower(a) == lower(b)
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Covers reports whether every string the pattern sub matches is also matched by pattern

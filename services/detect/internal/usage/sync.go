@@ -411,21 +411,28 @@ func (s *Sync) apply(msg jetstream.Msg) ([]GrantRow, []GrantUse) {
 		if ev.Partition != b.Partition {
 			continue // a copy for a grantee's partition: the actor's partition has it too
 		}
-		s.activity.Observe(ev)
-		at := time.Unix(0, ev.TimeUnixNano).UTC()
-		if s.d.ClickHouse != nil && Counts(ev) && IsUse(ev.GetOutcome().GetResult()) {
-			r := grants.RequestFromEvent(ev)
-			for _, e := range s.d.Model.Evaluate(r).Matched {
-				uses = append(uses, GrantUse{EventID: ev.Id, At: at, Entry: e, Permission: r.Permission})
-			}
+		rows, uses = s.applyEvent(ev, rows, uses)
+	}
+	return rows, uses
+}
+
+// applyEvent is apply for one event: it appends the event's grant usage and changed grant
+// rows (when there is ClickHouse to write them to).
+func (s *Sync) applyEvent(ev *events.Event, rows []GrantRow, uses []GrantUse) ([]GrantRow, []GrantUse) {
+	s.activity.Observe(ev)
+	at := time.Unix(0, ev.TimeUnixNano).UTC()
+	if s.d.ClickHouse != nil && Counts(ev) && IsUse(ev.GetOutcome().GetResult()) {
+		r := grants.RequestFromEvent(ev)
+		for _, e := range s.d.Model.Evaluate(r).Matched {
+			uses = append(uses, GrantUse{EventID: ev.Id, At: at, Entry: e, Permission: r.Permission})
 		}
-		for _, ch := range s.d.Model.Apply(ev) {
-			kind := ""
-			if inv, ok := s.d.Model.Identity(ch.Entry.Identity); ok {
-				kind = inv.Kind
-			}
-			rows = append(rows, GrantRow{Entry: ch.Entry, Kind: kind, Active: ch.Active, Source: "event:" + ev.Id, Version: at})
+	}
+	for _, ch := range s.d.Model.Apply(ev) {
+		kind := ""
+		if inv, ok := s.d.Model.Identity(ch.Entry.Identity); ok {
+			kind = inv.Kind
 		}
+		rows = append(rows, GrantRow{Entry: ch.Entry, Kind: kind, Active: ch.Active, Source: "event:" + ev.Id, Version: at})
 	}
 	return rows, uses
 }
