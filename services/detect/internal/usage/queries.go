@@ -81,6 +81,15 @@ FROM grant_credentials FINAL
 WHERE active = 1 AND last_rotated < now() - 90 * 86400
 ORDER BY age_days DESC, credential_id`
 
+// QueryPosture lists the posture findings per identity: NHIs without an owner, keys past
+// their rotation age, standing admin never exercised.
+const QueryPosture = `SELECT detector, identity_id, any(identity_kind) AS kind, max(severity_rank) AS severity_rank,
+       groupUniqArray(cause) AS causes, max(event_time) AS last_evaluated
+FROM findings FINAL
+WHERE detector IN ('posture_no_owner', 'posture_key_rotation', 'posture_standing_admin')
+GROUP BY detector, identity_id
+ORDER BY severity_rank DESC, detector, identity_id`
+
 // Queries are the dashboard queries by name, in the document's order.
 var Queries = []struct{ Name, SQL string }{
 	{"permission usage", QueryPermissionUsage},
@@ -90,4 +99,5 @@ var Queries = []struct{ Name, SQL string }{
 	{"never used", QueryNeverUsed},
 	{"beyond grant", QueryBeyondGrant},
 	{"keys past rotation", QueryKeysPastRotation},
+	{"posture", QueryPosture},
 }

@@ -152,11 +152,23 @@ func TestStatisticsInClickHouse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 2)
+	// Findings (the posture's) to ClickHouse too, as the detect service writes them.
+	fcons, err := streams.EnsureConsumer(ctx, srv.JS, events.StreamFindings, store.ConsumerConfig("detect-store-findings", "findings", events.SubjectsFindings, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := store.NewWriter(store.WriterConfig{BatchRows: 100, FlushInterval: 50 * time.Millisecond, RetryBackoff: 50 * time.Millisecond},
+		store.FindingsTable(), conn, streams.NewPublisher(srv.JS), log, noop.NewMeterProvider().Meter("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 3)
 	go func() { done <- w.Run(ctx, cons) }()
+	go func() { done <- fw.Run(ctx, fcons) }()
 	cfg := DefaultSyncConfig()
-	cfg.ReconcileInterval, cfg.ScanInterval = 200*time.Millisecond, time.Hour
-	sync, err := NewSync(cfg, SyncDeps{Model: grants.NewModel(), ClickHouse: conn, JS: srv.JS, Streams: srv.Streams, Log: log, Meter: noop.NewMeterProvider().Meter("test")})
+	cfg.ReconcileInterval, cfg.ScanInterval, cfg.Posture = 200*time.Millisecond, time.Hour, true
+	sync, err := NewSync(cfg, SyncDeps{Model: grants.NewModel(), ClickHouse: conn, JS: srv.JS, Streams: srv.Streams, Log: log,
+		Meter: noop.NewMeterProvider().Meter("test"), Publisher: streams.NewPublisher(srv.JS)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +180,10 @@ func TestStatisticsInClickHouse(t *testing.T) {
 		// A row from the snapshots: the reconcile that follows the event rows has run too.
 		snapRows := queryRows(t, conn, `SELECT count() FROM grants FINAL WHERE active = 1 AND identity_id = '`+deployer+`'`)
 		creds := queryRows(t, conn, `SELECT count() FROM grant_credentials FINAL`)
+		posture := queryRows(t, conn, `SELECT count() FROM findings FINAL WHERE detector = 'posture_key_rotation'`)
 		return len(rows) == 1 && rows[0][0] == "6" && len(grantsRows) == 1 && grantsRows[0][0] == "1" &&
-			len(snapRows) == 1 && snapRows[0][0] != "0" && len(creds) == 1 && creds[0][0] != "0"
+			len(snapRows) == 1 && snapRows[0][0] != "0" && len(creds) == 1 && creds[0][0] != "0" &&
+			len(posture) == 1 && posture[0][0] == "3"
 	})
 
 	got := map[string][][]string{}
@@ -214,8 +228,15 @@ func TestStatisticsInClickHouse(t *testing.T) {
 			t.Errorf("christophe's key is not past rotation: %v", row)
 		}
 	}
+	// christophe's key (rotated 2024-06-10) and ci-deployer's two; app-backend and
+	// ci-deployer have no owner.
+	if row := find("posture", DetectorKeyRotation, deployer); row != nil && !strings.Contains(row[4], "#access_key_1") {
+		t.Errorf("posture row %v: want both keys of ci-deployer", row)
+	}
+	find("posture", DetectorNoOwner, awsID("role/app-backend"))
+	find("posture", DetectorKeyRotation, christophe)
 	cancel()
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
