@@ -91,53 +91,36 @@ func index(idx map[string]map[string]bool, owner, key string, add bool) {
 	}
 }
 
+// put and drop change an overlay map and its index by owner together.
+func put[T any](mp map[string]timed[T], idx map[string]map[string]bool, k, owner string, t timed[T]) {
+	mp[k] = t
+	index(idx, owner, k, true)
+}
+
+func drop[T any](mp map[string]timed[T], idx map[string]map[string]bool, k string, owner func(T) string) {
+	if t, ok := mp[k]; ok {
+		delete(mp, k)
+		index(idx, owner(t.v), k, false)
+	}
+}
+
+func principalOf(b Binding) string  { return b.Principal }
+func memberOf(ms Membership) string { return ms.Member }
+
 func (o *overlay) setBinding(k string, t timed[Binding]) {
-	o.bindings[k] = t
-	index(o.bindingsBy, t.v.Principal, k, true)
+	put(o.bindings, o.bindingsBy, k, t.v.Principal, t)
 }
-
-func (o *overlay) delBinding(k string) {
-	if t, ok := o.bindings[k]; ok {
-		delete(o.bindings, k)
-		index(o.bindingsBy, t.v.Principal, k, false)
-	}
-}
-
+func (o *overlay) delBinding(k string) { drop(o.bindings, o.bindingsBy, k, principalOf) }
 func (o *overlay) setRemoved(k string, t timed[Binding]) {
-	o.removed[k] = t
-	index(o.removedBy, t.v.Principal, k, true)
+	put(o.removed, o.removedBy, k, t.v.Principal, t)
 }
-
-func (o *overlay) delRemoved(k string) {
-	if t, ok := o.removed[k]; ok {
-		delete(o.removed, k)
-		index(o.removedBy, t.v.Principal, k, false)
-	}
-}
-
+func (o *overlay) delRemoved(k string) { drop(o.removed, o.removedBy, k, principalOf) }
 func (o *overlay) setMembership(k string, t timed[Membership]) {
-	o.memberships[k] = t
-	index(o.groupsBy, t.v.Member, k, true)
+	put(o.memberships, o.groupsBy, k, t.v.Member, t)
 }
-
-func (o *overlay) delMembership(k string) {
-	if t, ok := o.memberships[k]; ok {
-		delete(o.memberships, k)
-		index(o.groupsBy, t.v.Member, k, false)
-	}
-}
-
-func (o *overlay) setLeft(k string, t timed[Membership]) {
-	o.left[k] = t
-	index(o.leftBy, t.v.Member, k, true)
-}
-
-func (o *overlay) delLeft(k string) {
-	if t, ok := o.left[k]; ok {
-		delete(o.left, k)
-		index(o.leftBy, t.v.Member, k, false)
-	}
-}
+func (o *overlay) delMembership(k string)                { drop(o.memberships, o.groupsBy, k, memberOf) }
+func (o *overlay) setLeft(k string, t timed[Membership]) { put(o.left, o.leftBy, k, t.v.Member, t) }
+func (o *overlay) delLeft(k string)                      { drop(o.left, o.leftBy, k, memberOf) }
 
 // reindex rebuilds the indexes after entries were dropped from the maps directly.
 func (o *overlay) reindex() {
